@@ -1,0 +1,40 @@
+# hmrkit set-up and everyday commands.  `make demo` and `make test` create the project's
+# own virtual environment (.venv) on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+APT_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri
+
+.PHONY: venv demo test test-all lint bench clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@# Headless OpenGL (EGL + Mesa llvmpipe) for the CPU rasterizer.
+	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = "0" ]; then apt-get update -qq && apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+		else echo "note: install Debian packages $(APT_PACKAGES) for the OpenGL renderer (Embree is used meanwhile)"; fi; fi
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: venv
+	$(VENV)/bin/hmrkit demo --out demo_out
+
+test: venv
+	$(PY) -m pytest -q
+
+test-all: venv
+	$(PY) -m pytest -q -m ''
+
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: venv
+	$(PY) benchmarks/bench_body.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,390 @@
+"""One linear-blend-skinning engine for every body model (SMPL, Anny-24, ...).
+
+A body model is data (:class:`BodyModelData`) plus the two functions below:
+
+- :func:`shape`: rest vertices ``v = T + S beta`` and rest joints ``j = J_T + J_S beta``
+  (SMPL eq. 2 with the joint regressor folded into ``J_T``/``J_S``);
+- :func:`skin`: optional pose correctives ``v += P (R - I)`` (SMPL eq. 9), the kinematic chain
+  ``G_k = G_parent(k) [R_k | j_k - j_parent(k)]`` and the skinning
+  ``v'_i = sum_k w_ik G_k (v_i - j_k)`` (SMPL eq. 1 / 10).
+
+Rotations are 3x3 matrices inside the library; see :mod:`hmrkit.geometry.rotations` for
+axis-angle and 6D.  Everything is batched, differentiable, dtype/device generic and free of
+data-dependent Python control flow (``torch.compile`` friendly).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class BodyModelData:
+    """Arrays that define a body model (numpy, float64 where real valued)."""
+
+    name: str
+    """Short model name, e.g. ``"smpl-neutral"`` or ``"anny24-adults-k10"``."""
+    v_template: np.ndarray
+    """(V, 3) rest-pose vertices of the mean shape, metres, y up, facing +z."""
+    shapedirs: np.ndarray
+    """(V, 3, K) shape directions: vertex offsets per unit shape coefficient."""
+    lbs_weights: np.ndarray
+    """(V, J) skinning weights, rows sum to one."""
+    parents: np.ndarray
+    """(J,) parent index of each joint, ``parents[0] == -1``, ``parents[k] < k``."""
+    joint_template: np.ndarray
+    """(J, 3) rest joints of the mean shape."""
+    joint_shapedirs: np.ndarray
+    """(J, 3, K) joint offsets per unit shape coefficient (``J_regressor @ shapedirs`` for SMPL)."""
+    faces: np.ndarray
+    """(F, 3) triangle vertex indices, counter-clockwise seen from outside."""
+    joint_names: tuple[str, ...]
+    """Name of each of the J joints."""
+    posedirs: np.ndarray | None = None
+    """(9 (J - 1), V, 3) pose-corrective directions, or None when the model has none."""
+    keypoint_regressors: dict[str, np.ndarray] = field(default_factory=dict)
+    """Named (K, J + V) linear maps from ``[joints; vertices]`` to a keypoint set."""
+    texcoords: np.ndarray | None = None
+    """(T, 2) texture coordinates in [0, 1], v up (OBJ convention)."""
+    faces_texcoords: np.ndarray | None = None
+    """(F, 3) indices into ``texcoords`` per triangle corner."""
+    vertex_parts: np.ndarray | None = None
+    """(V,) body-part label of each vertex, an index into ``part_names``."""
+    part_names: tuple[str, ...] = ()
+    """Names of the body parts of ``vertex_parts``."""
+    vertex_flip: np.ndarray | None = None
+    """(V,) left-right mirror partner of each vertex (x -> -x on the template), if symmetric."""
+    meta: dict = field(default_factory=dict)
+    """JSON-serialisable provenance (source package versions, build settings, ...)."""
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.v_template.shape[0])
+
+    @property
+    def num_joints(self) -> int:
+        return int(self.parents.shape[0])
+
+    @property
+    def num_betas(self) -> int:
+        return int(self.shapedirs.shape[2])
+
+    def validate(self, source: str = "body model data") -> None:
+        """Raise ``ValueError`` naming ``source`` and the first inconsistent array."""
+        V, J, K = self.num_vertices, self.num_joints, self.num_betas
+        expect = {
+            "v_template": (V, 3),
+            "shapedirs": (V, 3, K),
+            "lbs_weights": (V, J),
+            "joint_template": (J, 3),
+            "joint_shapedirs": (J, 3, K),
+        }
+        for key, shape in expect.items():
+            got = tuple(getattr(self, key).shape)
+            if got != shape:
+                raise ValueError(f"{source}: '{key}' has shape {got}, expected {shape}")
+        if self.faces.ndim != 2 or self.faces.shape[1] != 3:
+            raise ValueError(f"{source}: 'faces' has shape {self.faces.shape}, expected (F, 3)")
+        if self.faces.size and (self.faces.min() < 0 or self.faces.max() >= V):
+            raise ValueError(f"{source}: 'faces' index vertices outside [0, {V})")
+        if self.parents[0] != -1 or np.any(self.parents[1:] >= np.arange(1, J)):
+            raise ValueError(f"{source}: 'parents' must start with -1 and list parents first")
+        if len(self.joint_names) != J:
+            raise ValueError(f"{source}: {len(self.joint_names)} joint names for {J} joints")
+        if self.posedirs is not None and tuple(self.posedirs.shape) != (9 * (J - 1), V, 3):
+            raise ValueError(
+                f"{source}: 'posedirs' has shape {tuple(self.posedirs.shape)}, "
+                f"expected {(9 * (J - 1), V, 3)}"
+            )
+        for name, reg in self.keypoint_regressors.items():
+            if reg.ndim != 2 or reg.shape[1] != J + V:
+                raise ValueError(
+                    f"{source}: keypoint regressor '{name}' has shape {reg.shape}, "
+                    f"expected (K, {J + V}) over [joints; vertices]"
+                )
+
+    # ------------------------------------------------------------------ files
+    _ARRAYS = (
+        "v_template", "shapedirs", "lbs_weights", "parents", "joint_template",
+        "joint_shapedirs", "faces", "posedirs", "texcoords", "faces_texcoords", "vertex_parts",
+        "vertex_flip",
+    )
+
+    def save(self, path: str | os.PathLike, dtype=np.float32) -> None:
+        """Write a compressed ``.npz`` atomically (temporary file, then rename)."""
+        arrays = {}
+        for key in self._ARRAYS:
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if np.issubdtype(value.dtype, np.floating):
+                value = value.astype(dtype)
+            arrays[key] = value
+        for name, reg in self.keypoint_regressors.items():
+            arrays[f"keypoints/{name}"] = reg.astype(dtype)
+        header = {
+            "name": self.name,
+            "joint_names": list(self.joint_names),
+            "part_names": list(self.part_names),
+            "meta": self.meta,
+        }
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        atomic_save_npz(path, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> BodyModelData:
+        """Read a file written by :meth:`save`; errors name the file."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path}: not a readable hmrkit body model file ({err})") from err
+        if "header" not in arrays:
+            raise ValueError(f"{path}: not an hmrkit body model file (no 'header')")
+        header = json.loads(arrays.pop("header").tobytes().decode())
+        kps = {k.split("/", 1)[1]: arrays.pop(k) for k in list(arrays) if k.startswith("keypoints/")}
+        missing = [k for k in cls._ARRAYS[:7] if k not in arrays]
+        if missing:
+            raise ValueError(f"{path}: missing arrays {missing}")
+        data = cls(
+            name=header["name"],
+            joint_names=tuple(header["joint_names"]),
+            part_names=tuple(header.get("part_names", ())),
+            meta=header.get("meta", {}),
+            keypoint_regressors=kps,
+            **{k: arrays.get(k) for k in cls._ARRAYS},
+        )
+        data.validate(str(path))
+        return data
+
+    def replace(self, **changes) -> BodyModelData:
+        return dataclasses.replace(self, **changes)
+
+
+def atomic_save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez_compressed`` to a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------- functions
+def shape(
+    betas: Tensor,
+    v_template: Tensor,
+    shapedirs: Tensor,
+    joint_template: Tensor,
+    joint_shapedirs: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """Rest vertices ``T + S beta`` (B, V, 3) and rest joints ``J_T + J_S beta`` (B, J, 3).
+
+    ``betas`` (B, k) may have fewer coefficients than the model; the rest count as zero.
+    """
+    k = betas.shape[-1]
+    v = v_template + torch.einsum("bk,vdk->bvd", betas, shapedirs[..., :k])
+    j = joint_template + torch.einsum("bk,jdk->bjd", betas, joint_shapedirs[..., :k])
+    return v, j
+
+
+def forward_kinematics(
+    rotations: Tensor, rest_joints: Tensor, parents: tuple[int, ...]
+) -> tuple[Tensor, Tensor]:
+    """Kinematic chain.  Returns posed joints (B, J, 3) and skinning transforms (B, J, 3, 4).
+
+    ``rotations`` (B, J, 3, 3) are local joint rotations (joint 0: root orientation).  The
+    skinning transform of joint k maps a rest point ``x`` to ``G_k (x - j_k)``, i.e.
+    ``R_k^world x + (p_k - R_k^world j_k)`` where ``p_k`` is the posed joint.
+    """
+    rot_world = [rotations[:, 0]]
+    pos_world = [rest_joints[:, 0]]
+    for k in range(1, len(parents)):
+        p = parents[k]
+        offset = rest_joints[:, k] - rest_joints[:, p]
+        rot_world.append(rot_world[p] @ rotations[:, k])
+        pos_world.append(pos_world[p] + (rot_world[p] @ offset[..., None])[..., 0])
+    R = torch.stack(rot_world, dim=1)
+    posed = torch.stack(pos_world, dim=1)
+    t = posed - (R @ rest_joints[..., None])[..., 0]
+    return posed, torch.cat([R, t[..., None]], dim=-1)
+
+
+def skin(
+    rest_vertices: Tensor,
+    rest_joints: Tensor,
+    rotations: Tensor,
+    parents: tuple[int, ...],
+    lbs_weights: Tensor,
+    posedirs: Tensor | None = None,
+    transl: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Pose rest vertices/joints with linear blend skinning (SMPL eqs. 1, 9, 10).
+
+    Args:
+        rest_vertices: (B, V, 3).  rest_joints: (B, J, 3).
+        rotations: (B, J, 3, 3) local rotations, joint 0 the root orientation.
+        parents: joint parents, ``parents[0] == -1``.
+        lbs_weights: (V, J).  posedirs: (9 (J - 1), V, 3) or None (skipped).
+        transl: (B, 3) global translation, or None.
+    Returns:
+        posed vertices (B, V, 3) and posed joints (B, J, 3).
+    """
+    B = rotations.shape[0]
+    if posedirs is not None:
+        eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
+        pose_feature = (rotations[:, 1:] - eye).reshape(B, -1)
+        rest_vertices = rest_vertices + torch.einsum("bp,pvd->bvd", pose_feature, posedirs)
+    joints, transforms = forward_kinematics(rotations, rest_joints, parents)
+    per_vertex = (lbs_weights @ transforms.reshape(B, -1, 12)).reshape(B, -1, 3, 4)
+    vertices = (per_vertex[..., :3] @ rest_vertices[..., None])[..., 0] + per_vertex[..., 3]
+    if transl is not None:
+        vertices = vertices + transl[:, None]
+        joints = joints + transl[:, None]
+    return vertices, joints
+
+
+# ---------------------------------------------------------------------- module
+@dataclass
+class BodyOutput:
+    """Result of :class:`BodyModel`: posed vertices (B, V, 3) and joints (B, J, 3)."""
+
+    vertices: Tensor
+    joints: Tensor
+
+
+class BodyModel(nn.Module):
+    """Differentiable body model on top of :class:`BodyModelData`.
+
+    >>> out = model(global_orient=R0, body_pose=R, betas=beta, transl=t)
+    >>> coco = model.keypoints(out, "coco17")
+
+    ``global_orient`` (B, 3, 3), ``body_pose`` (B, J - 1, 3, 3) rotation matrices (use
+    :func:`hmrkit.geometry.rotations.to_rotmat` for axis-angle or 6D), ``betas`` (B, k <= K),
+    ``transl`` (B, 3).  Any argument may be omitted (identity / zeros).  Cast with
+    ``model.to(torch.float64)`` or ``model.to("cuda")`` like any module.
+    """
+
+    def __init__(self, data: BodyModelData, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        data.validate(data.name)
+        self.data = data
+        self.name = data.name
+        self.parents = tuple(int(p) for p in data.parents)
+        self.joint_names = data.joint_names
+
+        def buf(key, value):
+            self.register_buffer(key, torch.as_tensor(np.asarray(value), dtype=dtype), False)
+
+        buf("v_template", data.v_template)
+        buf("shapedirs", data.shapedirs)
+        buf("lbs_weights", data.lbs_weights)
+        buf("joint_template", data.joint_template)
+        buf("joint_shapedirs", data.joint_shapedirs)
+        self.register_buffer("faces", torch.as_tensor(data.faces.astype(np.int64)), False)
+        self.posedirs: Tensor | None
+        if data.posedirs is not None and np.any(data.posedirs):
+            buf("posedirs", data.posedirs)
+        else:
+            self.posedirs = None
+        self.keypoint_sets = tuple(["joints", *data.keypoint_regressors])
+        for name, reg in data.keypoint_regressors.items():
+            buf(f"_kp_{name}", reg)
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.parents)
+
+    @property
+    def num_vertices(self) -> int:
+        return self.v_template.shape[0]
+
+    @property
+    def num_betas(self) -> int:
+        return self.shapedirs.shape[2]
+
+    # -------------------------------------------------------------- checks
+    def _check(self, name: str, x: Tensor | None, tail: tuple[int, ...], B: int | None) -> int:
+        if x is None:
+            return B if B is not None else -1
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{self.name}: '{name}' must be a torch.Tensor, got {type(x).__name__}")
+        want = "(B, " + ", ".join(str(d) for d in tail) + ")"
+        if x.ndim != len(tail) + 1 or tuple(x.shape[1:]) != tail:
+            raise ValueError(f"{self.name}: '{name}' has shape {tuple(x.shape)}, expected {want}")
+        if B not in (None, -1) and x.shape[0] != B:
+            raise ValueError(f"{self.name}: '{name}' has batch {x.shape[0]}, others have {B}")
+        return x.shape[0]
+
+    def _batch(self, global_orient, body_pose, betas, transl) -> int:
+        B = None
+        B = self._check("global_orient", global_orient, (3, 3), B)
+        B = self._check("body_pose", body_pose, (self.num_joints - 1, 3, 3), B)
+        if betas is not None:
+            if betas.ndim != 2 or betas.shape[1] > self.num_betas:
+                raise ValueError(
+                    f"{self.name}: 'betas' has shape {tuple(betas.shape)}, expected (B, k) "
+                    f"with k <= {self.num_betas}"
+                )
+            B = self._check("betas", betas, (betas.shape[1],), B)
+        B = self._check("transl", transl, (3,), B)
+        return 1 if B in (None, -1) else B
+
+    # -------------------------------------------------------------- forward
+    def rest(self, betas: Tensor | None = None, batch_size: int = 1) -> tuple[Tensor, Tensor]:
+        """Rest vertices (B, V, 3) and joints (B, J, 3) for ``betas`` (zero pose)."""
+        if betas is None:
+            betas = self.v_template.new_zeros(batch_size, self.num_betas)
+        return shape(
+            betas, self.v_template, self.shapedirs, self.joint_template, self.joint_shapedirs
+        )
+
+    def forward(
+        self,
+        global_orient: Tensor | None = None,
+        body_pose: Tensor | None = None,
+        betas: Tensor | None = None,
+        transl: Tensor | None = None,
+    ) -> BodyOutput:
+        B = self._batch(global_orient, body_pose, betas, transl)
+        eye = torch.eye(3, dtype=self.v_template.dtype, device=self.v_template.device)
+        if global_orient is None:
+            global_orient = eye.expand(B, 3, 3)
+        if body_pose is None:
+            body_pose = eye.expand(B, self.num_joints - 1, 3, 3)
+        rotations = torch.cat([global_orient[:, None], body_pose], dim=1)
+        rest_v, rest_j = self.rest(betas, B)
+        if rest_v.shape[0] != B:
+            rest_v, rest_j = rest_v.expand(B, -1, -1), rest_j.expand(B, -1, -1)
+        vertices, joints = skin(
+            rest_v, rest_j, rotations, self.parents, self.lbs_weights, self.posedirs, transl
+        )
+        return BodyOutput(vertices=vertices, joints=joints)
+
+    def keypoints(self, output: BodyOutput, name: str) -> Tensor:
+        """Keypoint set ``name`` (B, K, 3); ``"joints"`` is the model's own joints."""
+        if name in ("joints", "smpl24"):
+            return output.joints
+        if name not in self.keypoint_sets:
+            raise KeyError(
+                f"{self.name}: unknown keypoint set '{name}'; "
+                f"this model has {list(self.keypoint_sets)}"
+            )
+        reg = getattr(self, f"_kp_{name}")
+        J = self.num_joints
+        return reg[:, :J] @ output.joints + reg[:, J:] @ output.vertices

@@ -1,0 +1,282 @@
+"""Cameras: perspective and weak-perspective projection, crop <-> full-image conversions.
+
+Conventions: camera frame x right, y down, z forward (OpenCV); metres and pixels; batch-first.
+Image pixel coordinates are continuous with pixel ``i`` covering ``[i, i + 1)``, so the image
+centre is ``(W / 2, H / 2)``. A box is ``(center (B, 2), size (B,))`` in full-image pixels.
+
+The crop (weak-perspective) camera ``(s, t_x, t_y)`` maps a body point ``X`` to normalised crop
+coordinates ``s (X_xy + t)`` in ``[-1, 1]`` (crop pixel ``= (n + 1) res / 2``,
+:func:`hmrkit.geometry.crops.normalized_to_pixels`). It is exact for points at the depth of the
+body origin, seen by the full-image perspective camera of :func:`crop_to_full_camera`.
+
+Scalars such as ``focal`` may be a float, a ``(B,)`` tensor or ``(B, 1)``; outputs take the
+dtype and device of the leading tensor argument.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "project_perspective",
+    "project_weak_perspective",
+    "crop_to_full_camera",
+    "full_to_crop_camera",
+    "default_focal",
+    "focal_from_depth",
+    "whmr_full_translation",
+    "cliff_bbox_info",
+    "whmr_global_info",
+    "intrinsics_matrix",
+    "box_height",
+]
+
+
+# --------------------------------------------------------------------------- shape helpers
+
+
+def _check(x, shape: tuple, fn: str, name: str, want: str, ref=None) -> torch.Tensor:
+    """Check ``x.shape == shape`` (``None`` entries are free) and raise a readable error."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(x).__name__}")
+    ok = x.dim() == len(shape) and all(s is None or s == d for s, d in zip(shape, x.shape))
+    if not ok:
+        extra = f" matching {ref[0]} {tuple(ref[1].shape)}" if ref is not None else ""
+        raise ValueError(f"{fn}: {name} has shape {tuple(x.shape)}, expected {want}{extra}")
+    return x
+
+
+def _per_sample(x, batch: int, like: torch.Tensor, fn: str, name: str) -> torch.Tensor:
+    """A float, ``()``, ``(B,)`` or ``(B, 1)`` value -> ``(B,)`` in ``like``'s dtype/device."""
+    x = torch.as_tensor(x, dtype=like.dtype, device=like.device)
+    if x.dim() == 2 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.dim() == 0 or (x.dim() == 1 and x.shape[0] == 1):
+        return x.reshape(1).expand(batch)
+    if x.dim() != 1 or x.shape[0] != batch:
+        raise ValueError(f"{fn}: {name} has shape {tuple(x.shape)}, expected (B,) with B={batch}")
+    return x
+
+
+def _per_sample_2(x, batch: int, like: torch.Tensor, fn: str, name: str) -> torch.Tensor:
+    """A ``(2,)`` or ``(B, 2)`` value -> ``(B, 2)`` in ``like``'s dtype/device."""
+    x = torch.as_tensor(x, dtype=like.dtype, device=like.device)
+    if x.dim() == 1 and x.shape[0] == 2:
+        return x.expand(batch, 2)
+    if x.dim() != 2 or x.shape[1] != 2 or x.shape[0] not in (1, batch):
+        raise ValueError(f"{fn}: {name} has shape {tuple(x.shape)}, expected (B, 2) with B={batch}")
+    return x.expand(batch, 2)
+
+
+def _focal_xy(focal, batch: int, like: torch.Tensor, fn: str) -> torch.Tensor:
+    """Focal as float, ``(B,)``, ``(B, 1)`` or ``(B, 2)`` ``(f_x, f_y)`` -> ``(B, 2)``."""
+    f = torch.as_tensor(focal, dtype=like.dtype, device=like.device)
+    if f.dim() == 2 and f.shape[1] == 2:
+        return _per_sample_2(f, batch, like, fn, "focal")
+    return _per_sample(f, batch, like, fn, "focal").unsqueeze(-1).expand(batch, 2)
+
+
+def box_height(box_size, batch: int | None = None, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Box height from a square side ``(B,)`` / ``(B, 1)`` or a ``(B, 2)`` ``(w, h)`` size."""
+    b = torch.as_tensor(box_size)
+    if like is not None:
+        b = b.to(dtype=like.dtype, device=like.device)
+    elif not b.is_floating_point():
+        b = b.to(torch.get_default_dtype())
+    if b.dim() == 2 and b.shape[1] == 2:
+        b = b[:, 1]
+    if batch is None:
+        return b[:, 0] if b.dim() == 2 and b.shape[1] == 1 else b
+    return _per_sample(b, batch, b if like is None else like, "box_height", "box_size")
+
+
+# --------------------------------------------------------------------------- projections
+
+
+def project_perspective(
+    points: torch.Tensor,
+    focal,
+    principal_point,
+    transl: torch.Tensor | None = None,
+    rotation: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Pinhole projection ``u = f_x X_c / Z_c + c_x``, ``v = f_y Y_c / Z_c + c_y`` -> ``(B, N, 2)``.
+
+    ``X_c = R X + t`` (rotation first, then translation; both optional). ``focal`` is a float,
+    ``(B,)`` or ``(B, 2)``; ``principal_point`` ``(B, 2)`` or ``(2,)``. No depth clamping:
+    points at or behind ``Z_c = 0`` give inf/meaningless values.
+    """
+    fn = "project_perspective"
+    _check(points, (None, None, 3), fn, "points", "(B, N, 3)")
+    batch = points.shape[0]
+    if rotation is not None:
+        _check(rotation, (batch, 3, 3), fn, "rotation", "(B, 3, 3)", ("points", points))
+        points = points @ rotation.transpose(-1, -2)
+    if transl is not None:
+        _check(transl, (batch, 3), fn, "transl", "(B, 3)", ("points", points))
+        points = points + transl[:, None, :]
+    f = _focal_xy(focal, batch, points, fn)
+    c = _per_sample_2(principal_point, batch, points, fn, "principal_point")
+    return points[..., :2] / points[..., 2:3] * f[:, None, :] + c[:, None, :]
+
+
+def project_weak_perspective(points: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
+    """Weak-perspective crop camera ``(s, t_x, t_y)``: ``s (X_xy + t)`` -> ``(B, N, 2)`` in [-1, 1]."""
+    fn = "project_weak_perspective"
+    _check(points, (None, None, 3), fn, "points", "(B, N, 3)")
+    _check(cam, (points.shape[0], 3), fn, "cam", "(B, 3) = (s, t_x, t_y)", ("points", points))
+    return cam[:, None, :1] * (points[..., :2] + cam[:, None, 1:])
+
+
+def intrinsics_matrix(focal, principal_point) -> torch.Tensor:
+    """``K = [[f_x, 0, c_x], [0, f_y, c_y], [0, 0, 1]]`` -> ``(B, 3, 3)``.
+
+    ``principal_point`` ``(B, 2)`` fixes B; ``focal`` is a float, ``(B,)`` or ``(B, 2)``.
+    """
+    fn = "intrinsics_matrix"
+    c = torch.as_tensor(principal_point)
+    if not c.is_floating_point():
+        c = c.to(torch.get_default_dtype())
+    _check(c, (None, 2), fn, "principal_point", "(B, 2)")
+    f = _focal_xy(focal, c.shape[0], c, fn)
+    K = c.new_zeros(c.shape[0], 3, 3)
+    K[:, 0, 0], K[:, 1, 1] = f[:, 0], f[:, 1]
+    K[:, :2, 2] = c
+    K[:, 2, 2] = 1.0
+    return K
+
+
+# --------------------------------------------------------------------------- crop <-> full
+
+
+def default_focal(image_size) -> torch.Tensor:
+    """CLIFF / Kissos et al. default focal ``sqrt(W^2 + H^2)`` from ``image_size (..., 2) = (W, H)``."""
+    size = torch.as_tensor(image_size)
+    if not size.is_floating_point():
+        size = size.to(torch.get_default_dtype())
+    if size.dim() == 0 or size.shape[-1] != 2:
+        raise ValueError(
+            f"default_focal: image_size has shape {tuple(size.shape)}, expected (..., 2) = (W, H)"
+        )
+    return torch.linalg.vector_norm(size, dim=-1)
+
+
+def _box_offsets(cam_like, box_center, box_size, image_size, fn, square=True):
+    batch = cam_like.shape[0]
+    c = _per_sample_2(box_center, batch, cam_like, fn, "box_center")
+    wh = _per_sample_2(image_size, batch, cam_like, fn, "image_size")
+    b = torch.as_tensor(box_size, dtype=cam_like.dtype, device=cam_like.device)
+    if square and b.dim() == 2 and b.shape[1] == 2:
+        raise ValueError(f"{fn}: box_size has shape {tuple(b.shape)}, expected (B,) square side")
+    b = box_height(b, batch, cam_like)
+    return c - wh / 2, b
+
+
+def crop_to_full_camera(cam_crop, box_center, box_size, image_size, focal) -> torch.Tensor:
+    """Crop camera ``(s, t_x, t_y)`` -> full-image translation ``(B, 3)`` (CLIFF; Multi-RoI eq. 12).
+
+    ``t_z = 2 f / (b s)``, ``t_x = t_x' + 2 (c_x - W/2) / (b s)``, ``t_y = t_y' + 2 (c_y - H/2) / (b s)``
+    for a square box of side ``b`` centred at ``c`` and a principal point at the image centre.
+    """
+    fn = "crop_to_full_camera"
+    _check(cam_crop, (None, 3), fn, "cam_crop", "(B, 3) = (s, t_x, t_y)")
+    off, b = _box_offsets(cam_crop, box_center, box_size, image_size, fn)
+    f = _per_sample(focal, cam_crop.shape[0], cam_crop, fn, "focal")
+    bs = b * cam_crop[:, 0]
+    txy = cam_crop[:, 1:] + 2 * off / bs[:, None]
+    return torch.cat([txy, (2 * f / bs)[:, None]], dim=-1)
+
+
+def full_to_crop_camera(transl, box_center, box_size, image_size, focal) -> torch.Tensor:
+    """Inverse of :func:`crop_to_full_camera`: full translation ``(B, 3)`` -> ``(s, t_x, t_y)``.
+
+    ``s = 2 f / (b t_z)``, ``t_x' = t_x - (c_x - W/2) t_z / f`` (likewise y).
+    """
+    fn = "full_to_crop_camera"
+    _check(transl, (None, 3), fn, "transl", "(B, 3)")
+    off, b = _box_offsets(transl, box_center, box_size, image_size, fn)
+    f = _per_sample(focal, transl.shape[0], transl, fn, "focal")
+    tz = transl[:, 2]
+    s = 2 * f / (b * tz)
+    txy = transl[:, :2] - off * (tz / f)[:, None]
+    return torch.cat([s[:, None], txy], dim=-1)
+
+
+def focal_from_depth(s, box_size, t_z, detach: bool = True) -> torch.Tensor:
+    """W-HMR eq. 3: ``t_z = 2 f / (s h_box)`` solved for ``f = s h_box T_z / 2`` -> ``(B,)``.
+
+    ``s`` is the crop-camera scale ``(B,)``, ``box_size`` the square side ``(B,)`` or ``(w, h)``
+    ``(B, 2)`` (the height is used), ``t_z`` the predicted depth ``(B,)``. ``detach`` stops the
+    gradient through ``s`` as in the official code, so only the depth head learns from ``f``.
+    """
+    fn = "focal_from_depth"
+    t_z = torch.as_tensor(t_z)
+    if t_z.dim() == 2 and t_z.shape[1] == 1:
+        t_z = t_z[:, 0]
+    _check(t_z, (None,), fn, "t_z", "(B,)")
+    batch = t_z.shape[0]
+    s = _per_sample(s, batch, t_z, fn, "s")
+    if detach:
+        s = s.detach()
+    return s * box_height(box_size, batch, t_z) * t_z / 2
+
+
+def whmr_full_translation(
+    cam_crop, t_z, box_center, box_size, image_size, detach: bool = True
+) -> torch.Tensor:
+    """W-HMR eq. 4: full-image translation with the predicted depth ``T_z`` -> ``(B, 3)``.
+
+    ``t_x = t_x' + 2 (c_x - W/2) / (h_box s)``, ``t_y`` likewise, ``t_z = T_z``: the same as
+    :func:`crop_to_full_camera` with the focal of :func:`focal_from_depth`. The box height
+    stands for ``b``. ``detach`` detaches the crop camera (s and t), as the paper and code do in
+    both training stages; the gradient then reaches only ``T_z``.
+    """
+    fn = "whmr_full_translation"
+    _check(cam_crop, (None, 3), fn, "cam_crop", "(B, 3) = (s, t_x, t_y)")
+    if detach:
+        cam_crop = cam_crop.detach()
+    off, b = _box_offsets(cam_crop, box_center, box_size, image_size, fn, square=False)
+    t_z = _per_sample(t_z, cam_crop.shape[0], cam_crop, fn, "t_z")
+    txy = cam_crop[:, 1:] + 2 * off / (b * cam_crop[:, 0])[:, None]
+    return torch.cat([txy, t_z[:, None]], dim=-1)
+
+
+def cliff_bbox_info(box_center, box_size, image_size, focal, normalise: str | None = "cliff"):
+    """CLIFF box information ``[c_x - W/2, c_y - H/2, b]`` -> ``(B, 3)``.
+
+    ``normalise``: ``"cliff"`` (official code: first two ``/ f * 2.8``, third
+    ``(b - 0.24 f) / (0.06 f)``, constants fitted on Human3.6M), ``"focal"`` (all ``/ f``) or
+    ``None`` (raw pixels).
+    """
+    fn = "cliff_bbox_info"
+    c = torch.as_tensor(box_center)
+    if not c.is_floating_point():
+        c = c.to(torch.get_default_dtype())
+    _check(c, (None, 2), fn, "box_center", "(B, 2)")
+    off, b = _box_offsets(c, c, box_size, image_size, fn)
+    raw = torch.cat([off, b[:, None]], dim=-1)
+    if normalise is None:
+        return raw
+    f = _per_sample(focal, c.shape[0], c, fn, "focal")[:, None]
+    if normalise == "focal":
+        return raw / f
+    if normalise == "cliff":
+        return torch.cat([off / f * 2.8, (b[:, None] - 0.24 * f) / (0.06 * f)], dim=-1)
+    raise ValueError(f"{fn}: normalise must be 'cliff', 'focal' or None, got {normalise!r}")
+
+
+def whmr_global_info(box_center, box_size, image_size) -> torch.Tensor:
+    """W-HMR global information ``[c_x - W/2, c_y - H/2, h_box, W, H] / sqrt(W^2 + H^2)`` -> ``(B, 5)``.
+
+    ``box_size`` is the square side ``(B,)`` or ``(w, h)`` ``(B, 2)``; the height is used.
+    The normaliser is the default focal, never a predicted one (as in the paper).
+    """
+    fn = "whmr_global_info"
+    c = torch.as_tensor(box_center)
+    if not c.is_floating_point():
+        c = c.to(torch.get_default_dtype())
+    _check(c, (None, 2), fn, "box_center", "(B, 2)")
+    wh = _per_sample_2(image_size, c.shape[0], c, fn, "image_size")
+    off, h = _box_offsets(c, c, box_size, wh, fn, square=False)
+    info = torch.cat([off, h[:, None], wh], dim=-1)
+    return info / default_focal(wh)[:, None]
