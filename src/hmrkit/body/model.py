@@ -18,13 +18,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from hmrkit.io import atomic_save_npz
 
 
 @dataclass
@@ -152,7 +153,9 @@ class BodyModelData:
         if "header" not in arrays:
             raise ValueError(f"{path}: not an hmrkit body model file (no 'header')")
         header = json.loads(arrays.pop("header").tobytes().decode())
-        kps = {k.split("/", 1)[1]: arrays.pop(k) for k in list(arrays) if k.startswith("keypoints/")}
+        kps = {
+            k.split("/", 1)[1]: arrays.pop(k) for k in list(arrays) if k.startswith("keypoints/")
+        }
         missing = [k for k in cls._ARRAYS[:7] if k not in arrays]
         if missing:
             raise ValueError(f"{path}: missing arrays {missing}")
@@ -169,20 +172,6 @@ class BodyModelData:
 
     def replace(self, **changes) -> BodyModelData:
         return dataclasses.replace(self, **changes)
-
-
-def atomic_save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez_compressed`` to a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------- functions

@@ -1,0 +1,1 @@
+"""Data: the Sample schema, the synthetic engine, readers, crops and augmentation."""

@@ -1,0 +1,49 @@
+"""Atomic file output: meshes, text.  A crash never leaves a half-written file in place."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def _atomic(path: str | os.PathLike, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    _atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def save_mesh(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Write a triangle mesh as OBJ, PLY or GLB (by extension) with trimesh, atomically."""
+    import trimesh
+
+    path = Path(path)
+    kind = path.suffix.lower().lstrip(".")
+    if kind not in ("obj", "ply", "glb"):
+        raise ValueError(f"{path}: unsupported mesh format '.{kind}' (use .obj, .ply or .glb)")
+    mesh = trimesh.Trimesh(np.asarray(vertices), np.asarray(faces), process=False)
+    _atomic(path, lambda tmp: mesh.export(tmp, file_type=kind))
+
+
+def atomic_save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez_compressed`` through a temporary file and a rename."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    _atomic(path, write)
