@@ -39,7 +39,9 @@ def _check(x, shape: tuple, fn: str, name: str, want: str, ref=None) -> torch.Te
     """Check ``x.shape == shape`` (``None`` entries are free) and raise a readable error."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(x).__name__}")
-    ok = x.dim() == len(shape) and all(s is None or s == d for s, d in zip(shape, x.shape))
+    ok = x.dim() == len(shape) and all(
+        s is None or s == d for s, d in zip(shape, x.shape, strict=False)
+    )
     if not ok:
         extra = f" matching {ref[0]} {tuple(ref[1].shape)}" if ref is not None else ""
         raise ValueError(f"{fn}: {name} has shape {tuple(x.shape)}, expected {want}{extra}")
@@ -76,7 +78,9 @@ def _focal_xy(focal, batch: int, like: torch.Tensor, fn: str) -> torch.Tensor:
     return _per_sample(f, batch, like, fn, "focal").unsqueeze(-1).expand(batch, 2)
 
 
-def box_height(box_size, batch: int | None = None, like: torch.Tensor | None = None) -> torch.Tensor:
+def box_height(
+    box_size, batch: int | None = None, like: torch.Tensor | None = None
+) -> torch.Tensor:
     """Box height from a square side ``(B,)`` / ``(B, 1)`` or a ``(B, 2)`` ``(w, h)`` size."""
     b = torch.as_tensor(box_size)
     if like is not None:
@@ -121,7 +125,10 @@ def project_perspective(
 
 
 def project_weak_perspective(points: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
-    """Weak-perspective crop camera ``(s, t_x, t_y)``: ``s (X_xy + t)`` -> ``(B, N, 2)`` in [-1, 1]."""
+    """Weak-perspective crop camera ``(s, t_x, t_y)``: ``s (X_xy + t)`` -> ``(B, N, 2)``.
+
+    The result is in normalised crop coordinates (the crop spans ``[-1, 1]``).
+    """
     fn = "project_weak_perspective"
     _check(points, (None, None, 3), fn, "points", "(B, N, 3)")
     _check(cam, (points.shape[0], 3), fn, "cam", "(B, 3) = (s, t_x, t_y)", ("points", points))
@@ -150,7 +157,10 @@ def intrinsics_matrix(focal, principal_point) -> torch.Tensor:
 
 
 def default_focal(image_size) -> torch.Tensor:
-    """CLIFF / Kissos et al. default focal ``sqrt(W^2 + H^2)`` from ``image_size (..., 2) = (W, H)``."""
+    """Default focal ``sqrt(W^2 + H^2)`` (Kissos et al., CLIFF) from ``image_size (..., 2)``.
+
+    ``image_size`` is ``(W, H)``; returns ``(...)``.
+    """
     size = torch.as_tensor(image_size)
     if not size.is_floating_point():
         size = size.to(torch.get_default_dtype())
@@ -175,8 +185,9 @@ def _box_offsets(cam_like, box_center, box_size, image_size, fn, square=True):
 def crop_to_full_camera(cam_crop, box_center, box_size, image_size, focal) -> torch.Tensor:
     """Crop camera ``(s, t_x, t_y)`` -> full-image translation ``(B, 3)`` (CLIFF; Multi-RoI eq. 12).
 
-    ``t_z = 2 f / (b s)``, ``t_x = t_x' + 2 (c_x - W/2) / (b s)``, ``t_y = t_y' + 2 (c_y - H/2) / (b s)``
-    for a square box of side ``b`` centred at ``c`` and a principal point at the image centre.
+    ``t_z = 2 f / (b s)``, ``t_x = t_x' + 2 (c_x - W/2) / (b s)``,
+    ``t_y = t_y' + 2 (c_y - H/2) / (b s)`` for a square box of side ``b`` centred at ``c``
+    and a principal point at the image centre.
     """
     fn = "crop_to_full_camera"
     _check(cam_crop, (None, 3), fn, "cam_crop", "(B, 3) = (s, t_x, t_y)")
@@ -266,10 +277,10 @@ def cliff_bbox_info(box_center, box_size, image_size, focal, normalise: str | No
 
 
 def whmr_global_info(box_center, box_size, image_size) -> torch.Tensor:
-    """W-HMR global information ``[c_x - W/2, c_y - H/2, h_box, W, H] / sqrt(W^2 + H^2)`` -> ``(B, 5)``.
+    """W-HMR global information ``[c_x - W/2, c_y - H/2, h_box, W, H] / sqrt(W^2 + H^2)``.
 
-    ``box_size`` is the square side ``(B,)`` or ``(w, h)`` ``(B, 2)``; the height is used.
-    The normaliser is the default focal, never a predicted one (as in the paper).
+    Returns ``(B, 5)``. ``box_size`` is the square side ``(B,)`` or ``(w, h)`` ``(B, 2)``; the
+    height is used. The normaliser is the default focal, never a predicted one (as in the paper).
     """
     fn = "whmr_global_info"
     c = torch.as_tensor(box_center)

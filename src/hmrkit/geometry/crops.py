@@ -66,7 +66,9 @@ def crop_matrix(center, size, res: int, rotation=None, flip=None) -> torch.Tenso
         flip = torch.as_tensor(flip, device=center.device).to(torch.bool)
         flip = flip.reshape(-1).expand(batch) if flip.numel() == 1 else flip
         if flip.shape != (batch,):
-            raise ValueError(f"{fn}: flip has shape {tuple(flip.shape)}, expected (B,) with B={batch}")
+            raise ValueError(
+                f"{fn}: flip has shape {tuple(flip.shape)}, expected (B,) with B={batch}"
+            )
         mirrored = torch.cat([-affine[:, :1], affine[:, 1:]], dim=1)
         mirrored[:, 0, 2] = mirrored[:, 0, 2] + res
         affine = torch.where(flip[:, None, None], mirrored, affine)
@@ -131,15 +133,17 @@ def box_from_keypoints(keypoints: torch.Tensor, visible=None, scale: float = 1.2
     """
     fn = "box_from_keypoints"
     if keypoints.dim() < 2 or keypoints.shape[-1] != 2:
-        raise ValueError(f"{fn}: keypoints has shape {tuple(keypoints.shape)}, expected (..., N, 2)")
+        raise ValueError(
+            f"{fn}: keypoints has shape {tuple(keypoints.shape)}, expected (..., N, 2)"
+        )
     if visible is None:
         vis = torch.ones(keypoints.shape[:-1], dtype=torch.bool, device=keypoints.device)
     else:
         vis = torch.as_tensor(visible, device=keypoints.device)
         if vis.shape != keypoints.shape[:-1]:
             raise ValueError(
-                f"{fn}: visible has shape {tuple(vis.shape)}, expected {tuple(keypoints.shape[:-1])}"
-                f" matching keypoints {tuple(keypoints.shape)}"
+                f"{fn}: visible has shape {tuple(vis.shape)}, expected "
+                f"{tuple(keypoints.shape[:-1])} matching keypoints {tuple(keypoints.shape)}"
             )
         vis = vis > 0
     inf = torch.full_like(keypoints, float("inf"))

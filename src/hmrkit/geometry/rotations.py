@@ -99,17 +99,17 @@ def _axis_rotation(axis: str, angle) -> torch.Tensor:
 
 
 def rot_x(angle) -> torch.Tensor:
-    """Right-handed rotation about x by ``angle`` (radians, any shape ``(...)``) -> ``(..., 3, 3)``."""
+    """Right-handed rotation about x by ``angle`` (radians, shape ``(...)``) -> ``(..., 3, 3)``."""
     return _axis_rotation("x", angle)
 
 
 def rot_y(angle) -> torch.Tensor:
-    """Right-handed rotation about y by ``angle`` (radians, any shape ``(...)``) -> ``(..., 3, 3)``."""
+    """Right-handed rotation about y by ``angle`` (radians, shape ``(...)``) -> ``(..., 3, 3)``."""
     return _axis_rotation("y", angle)
 
 
 def rot_z(angle) -> torch.Tensor:
-    """Right-handed rotation about z by ``angle`` (radians, any shape ``(...)``) -> ``(..., 3, 3)``.
+    """Right-handed rotation about z by ``angle`` (radians, shape ``(...)``) -> ``(..., 3, 3)``.
 
     In the camera frame (x right, y down, z forward) ``rot_z(a)`` turns image content by ``a``
     clockwise on screen, the same as a crop rotation ``a`` in :mod:`hmrkit.geometry.crops`.
@@ -118,7 +118,7 @@ def rot_z(angle) -> torch.Tensor:
 
 
 def flip_rotmat_lr(rotmat: torch.Tensor) -> torch.Tensor:
-    """Mirror rotations across the sagittal plane ``x -> -x``: ``M R M`` with ``M = diag(-1, 1, 1)``.
+    """Mirror rotations across the sagittal plane ``x -> -x``: ``M R M``, ``M = diag(-1, 1, 1)``.
 
     Equivalent to negating the y and z components of the rotation vector (SPIN ``flip_pose``).
     Flipping a whole body pose also needs the left/right joint permutation (not done here).
@@ -138,6 +138,6 @@ def geodesic_angle(rot_a: torch.Tensor, rot_b: torch.Tensor) -> torch.Tensor:
 def _check_last(x: torch.Tensor, tail: tuple[int, ...], fn: str, name: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() < len(tail) or tuple(x.shape[-len(tail):]) != tail:
+    if x.dim() < len(tail) or tuple(x.shape[-len(tail) :]) != tail:
         want = "(..., " + ", ".join(str(t) for t in tail) + ")"
         raise ValueError(f"{fn}: {name} has shape {tuple(x.shape)}, expected {want}")

@@ -1,0 +1,65 @@
+"""The one ``Sample`` schema every dataset yields and every method consumes.
+
+A sample is a ``dict[str, Tensor]`` for one person (the reader crops around the person's box),
+batch-first after collation.  Units: metres and pixels; rotations as 3x3 matrices; 2D
+keypoints in FULL-image pixels ``(x, y, visibility)`` so nothing is lost by cropping; 3D
+quantities in the camera frame (x right, y down, z forward) unless the key says ``world``.
+Absent labels are present as zeros with their ``has_*`` flag 0, so batches collate.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+SAMPLE_KEYS: dict[str, str] = {
+    # image and geometry of the crop
+    "image": "(3, S, S) float in [0, 1]: the square crop around the person (RGB)",
+    "crop_affine": "(2, 3) full-image pixels -> crop pixels (after augmentation)",
+    "box_center": "(2,) box centre in full-image pixels",
+    "box_size": "() side of the square box in full-image pixels",
+    "image_size": "(2,) full image (W, H) in pixels",
+    "focal": "() focal length in pixels (fx = fy); sqrt(W^2 + H^2) when unknown",
+    "principal_point": "(2,) principal point in full-image pixels",
+    # 2D labels (full image pixels + visibility in {0, 1})
+    "keypoints2d/smpl24": "(24, 3) body joints projected, x, y, visible",
+    "keypoints2d/coco17": "(17, 3) COCO keypoints, x, y, visible",
+    "keypoints2d/lsp14": "(14, 3) LSP-14 evaluation joints, x, y, visible",
+    # 3D labels in the camera frame
+    "joints3d": "(24, 3) body joints in metres, camera frame",
+    "keypoints3d/lsp14": "(14, 3) LSP-14 joints in metres, camera frame",
+    "global_orient": "(3, 3) root rotation body -> camera frame",
+    "body_pose": "(23, 3, 3) local joint rotations",
+    "betas": "(K,) shape coefficients of the body model",
+    "transl": "(3,) translation so that body-model output + transl is in the camera frame",
+    # world frame (W-HMR)
+    "world_global_orient": "(3, 3) root rotation body -> world frame (y up, ground y = 0)",
+    "cam_to_world": "(3, 3) rotation camera frame -> world frame",
+    # dense labels, crop resolution
+    "mask": "(S, S) float {0, 1}: visible silhouette of this person",
+    "iuv": "(3, S, S) float: body-part index (0 background), U, V in [0, 1]",
+    "depth": "(S, S) float metres, 0 on background",
+    # availability flags, float {0, 1}
+    "has_keypoints2d": "()", "has_joints3d": "()", "has_smpl": "() pose and shape labels",
+    "has_world": "()", "has_mask": "()", "has_iuv": "()", "has_depth": "()",
+}
+"""Every key a sample may hold, with its shape and meaning."""
+
+
+def missing_keys(sample: dict[str, Tensor], required: tuple[str, ...]) -> list[str]:
+    """Keys of ``required`` that ``sample`` lacks."""
+    return [k for k in required if k not in sample]
+
+
+def check_sample(sample: dict[str, Tensor], source: str = "sample") -> None:
+    """Raise ``ValueError`` naming ``source`` for unknown keys or non-tensor values."""
+    for key, value in sample.items():
+        if key not in SAMPLE_KEYS and not key.startswith("meta/"):
+            raise ValueError(f"{source}: unknown sample key '{key}' (see hmrkit.data.sample)")
+        if not isinstance(value, Tensor):
+            raise ValueError(f"{source}: '{key}' is a {type(value).__name__}, not a Tensor")
+
+
+def to_device(batch: dict[str, Tensor], device: torch.device | str) -> dict[str, Tensor]:
+    """Move every tensor of a (collated) sample to ``device``."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
