@@ -5,6 +5,13 @@ batch-first after collation.  Units: metres and pixels; rotations as 3x3 matrice
 keypoints in FULL-image pixels ``(x, y, visibility)`` so nothing is lost by cropping; 3D
 quantities in the camera frame (x right, y down, z forward) unless the key says ``world``.
 Absent labels are present as zeros with their ``has_*`` flag 0, so batches collate.
+
+Augmentation keeps one "virtual" full image per sample: box jitter picks another box,
+rotation is a camera roll about the principal point (3D labels turn with it), a flip mirrors
+the whole image (``x -> W - x``, left/right labels swapped).  So ``project(joints3d, focal,
+principal_point) == keypoints2d`` holds after augmentation, and ``meta/source_affine`` maps
+the stored image to the virtual one.  Keys starting with ``meta/`` are bookkeeping
+(dataset index, gender, which body model the parameters belong to, ...).
 """
 
 from __future__ import annotations
@@ -39,6 +46,11 @@ SAMPLE_KEYS: dict[str, str] = {
     "mask": "(S, S) float {0, 1}: visible silhouette of this person",
     "iuv": "(3, S, S) float: body-part index (0 background), U, V in [0, 1]",
     "depth": "(S, S) float metres, 0 on background",
+    # multi-RoI (Multi-RoI HMR), present when the dataset is asked for M > 1 RoIs
+    "rois/image": "(M, 3, S, S) crops of the M RoIs; RoI 0 is ``image``",
+    "rois/box_center": "(M, 2) RoI box centres, full-image pixels",
+    "rois/box_size": "(M,) RoI box sides, full-image pixels",
+    "rois/crop_affine": "(M, 2, 3) full-image pixels -> RoI crop pixels",
     # availability flags, float {0, 1}
     "has_keypoints2d": "()", "has_joints3d": "()", "has_smpl": "() pose and shape labels",
     "has_world": "()", "has_mask": "()", "has_iuv": "()", "has_depth": "()",

@@ -1,0 +1,448 @@
+"""Map-style dataset over synthetic scene shards, yielding one :mod:`Sample <hmrkit.data.sample>`
+per person.
+
+Layout: ``root/<split>/shard-NNNNN.tar`` written by :func:`hmrkit.data.shards.write_split`;
+each record is one full image with per-person labels (see ``SCENE_RECORD`` below). The
+dataset indexes ``(shard, record, person)`` triples from the shard indexes alone (persons and
+visible fractions are stored there), keeping the persons with
+``visible_fraction >= min_visible`` (``persons="visible"``) or all of them (``"all"``).
+
+A sample is the square crop of ``crop_size`` pixels around the person's box (bilinear for the
+image, nearest for mask / IUV / depth), with the labels of the Sample schema.
+
+Coordinate frames of a sample (augmentation included; see :mod:`hmrkit.data.augment`):
+everything lives in one *virtual full image*, the source image after the augmentation's view
+change (rotation about the principal point, then mirror ``x -> W - x``; the identity when not
+augmenting). In it:
+
+- ``keypoints2d/*``, ``box_center``, ``principal_point`` are virtual full-image pixels;
+  ``box_center`` / ``box_size`` are the box actually cropped (after scale / translation jitter);
+- ``crop_affine`` maps virtual full-image pixels to crop pixels:
+  ``crop_affine @ [x, y, 1]`` of a keypoint is where it appears in ``image``; it equals
+  ``hmrkit.geometry.crops.crop_matrix(box_center, box_size, crop_size)``;
+- 3D labels are in the virtual camera frame: ``project(joints3d, focal, principal_point) ==
+  keypoints2d/smpl24`` holds for augmented samples too, a flip mirrors the 3D labels
+  (``x -> -x``) and swaps left / right joints, a rotation rolls them by ``rot_z(theta)``;
+- ``meta/source_affine`` (2, 3) maps source full-image pixels to virtual ones (identity
+  without augmentation): ``crop_affine @ meta/source_affine`` crops the stored image;
+- ``meta/index`` (3,) int64: ``(shard, record, person)`` of the sample.
+
+With ``rois = M > 1`` a sample also holds the Multi-RoI crops (:mod:`hmrkit.data.rois`) around
+its box: ``rois/image`` (M, 3, S, S), ``rois/box_center`` (M, 2), ``rois/box_size`` (M,),
+``rois/crop_affine`` (M, 2, 3), same frames as above, RoI 0 being the sample's own crop.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from hmrkit.data.augment import (
+    AugmentConfig,
+    AugmentParams,
+    augment_box,
+    augmentation_rng,
+    occluder_layer,
+    sample_augmentation,
+    transform_labels,
+    view_change,
+    warp_layer,
+)
+from hmrkit.data.rois import MAX_ROIS, multi_roi_boxes
+from hmrkit.data.sample import SAMPLE_KEYS
+from hmrkit.data.shards import ShardReader, decode_image, decode_npz, scan_shards
+from hmrkit.geometry.crops import affine_to_cv2, crop_matrix
+
+__all__ = ["SyntheticDataset", "SCENE_RECORD", "ROI_KEYS", "META_KEYS"]
+
+SCENE_RECORD: dict[str, str] = {
+    "image.jpg": "RGB full image (JPEG; or image.png)",
+    "labels.npz": "per-person arrays (leading axis P) and per-image camera arrays",
+    "instances.png": "uint8 (H, W): 0 background, p + 1 where person p is visible",
+    "iuv.png": "uint16 (H, W, 3): body-part index (0 background), U * 65535, V * 65535",
+    "depth.png": "uint16 (H, W) depth in millimetres, 0 background",
+    "meta.json": "free-form scene parameters",
+}
+"""Members of one scene record (see the scene engine)."""
+
+ROI_KEYS: dict[str, str] = {
+    "rois/image": "(M, 3, S, S) float in [0, 1]: the M Multi-RoI crops (RoI 0: `image`)",
+    "rois/box_center": "(M, 2) RoI box centres in full-image pixels",
+    "rois/box_size": "(M,) RoI box sides in full-image pixels",
+    "rois/crop_affine": "(M, 2, 3) full-image pixels -> RoI crop pixels",
+}
+"""Extra keys of samples with ``rois > 1``."""
+
+META_KEYS: dict[str, str] = {
+    "meta/index": "(3,) int64: shard, record, person",
+    "meta/source_affine": "(2, 3) stored full-image pixels -> the sample's full-image pixels",
+}
+"""Bookkeeping keys (allowed by :func:`hmrkit.data.sample.check_sample`)."""
+
+_IMAGE_NAMES = ("image.jpg", "image.jpeg", "image.png")
+_DENSE = {"mask": "instances.png", "iuv": "iuv.png", "depth": "depth.png"}
+_PERSON_SHAPES: dict[str, tuple[int, ...]] = {
+    "keypoints2d/smpl24": (24, 3),
+    "keypoints2d/coco17": (17, 3),
+    "keypoints2d/lsp14": (14, 3),
+    "joints3d": (24, 3),
+    "keypoints3d/lsp14": (14, 3),
+    "global_orient": (3, 3),
+    "body_pose": (23, 3, 3),
+    "betas": (10,),
+    "transl": (3,),
+    "world_global_orient": (3, 3),
+}
+_MAX_OPEN = 64
+_SPLIT_RE = re.compile(r"^[A-Za-z0-9_\-.]+$")
+
+
+def _resolve_folder(root, split: str | None) -> Path:
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"SyntheticDataset: data folder {root} does not exist")
+    if split is None:
+        return root
+    if not isinstance(split, str) or not _SPLIT_RE.match(split) or split in (".", ".."):
+        raise ValueError(
+            f"SyntheticDataset: bad split name {split!r} (expected a sub-folder name of {root})"
+        )
+    folder = root / split
+    if not folder.is_dir():
+        found = [p.name for p in sorted(root.iterdir()) if p.is_dir() and p.name[0] != "."]
+        raise ValueError(
+            f"SyntheticDataset: no split '{split}' in {root}; available splits: {found or 'none'}"
+        )
+    return folder
+
+
+class SyntheticDataset(Dataset):
+    """Persons of the scene records in ``root/split`` as Samples (see the module doc).
+
+    Args:
+        root: folder holding one sub-folder of shards per split (or the shards themselves
+            with ``split=None``).
+        split: split name, e.g. ``"train"``.
+        crop_size: side ``S`` of the square crop in pixels.
+        rois: number of Multi-RoI crops ``M`` in ``1 .. 5``; > 1 adds the ``rois/*`` keys.
+        augment: training augmentation, or None for none (evaluation).
+        keys: the sample keys to return (default: all); dense maps not asked for are not
+            decoded, which is faster.
+        persons: ``"visible"`` keeps persons with ``visible_fraction >= min_visible``;
+            ``"all"`` keeps every person.
+        min_visible: threshold of ``persons="visible"``.
+        strict: raise on an invalid shard instead of skipping it with a warning.
+        verify_crc: check each member's CRC-32 when reading.
+    """
+
+    def __init__(
+        self,
+        root,
+        split: str | None = "train",
+        crop_size: int = 224,
+        rois: int = 1,
+        augment: AugmentConfig | None = None,
+        keys: Iterable[str] | None = None,
+        persons: str = "visible",
+        min_visible: float = 0.3,
+        strict: bool = False,
+        verify_crc: bool = True,
+    ):
+        if not isinstance(crop_size, (int, np.integer)) or isinstance(crop_size, bool):
+            raise ValueError(f"SyntheticDataset: crop_size must be an int, got {crop_size!r}")
+        if crop_size < 8:
+            raise ValueError(f"SyntheticDataset: crop_size must be >= 8, got {crop_size}")
+        if not isinstance(rois, (int, np.integer)) or not 1 <= rois <= MAX_ROIS:
+            raise ValueError(
+                f"SyntheticDataset: rois must be an int in [1, {MAX_ROIS}], got {rois!r}"
+            )
+        if augment is not None and not isinstance(augment, AugmentConfig):
+            raise TypeError(
+                f"SyntheticDataset: augment must be an AugmentConfig or None, got "
+                f"{type(augment).__name__}"
+            )
+        if persons not in ("visible", "all"):
+            raise ValueError(
+                f"SyntheticDataset: persons must be 'visible' or 'all', got {persons!r}"
+            )
+        if not 0.0 <= float(min_visible) <= 1.0:
+            raise ValueError(
+                f"SyntheticDataset: min_visible must be in [0, 1], got {min_visible!r}"
+            )
+        self.crop_size = int(crop_size)
+        self.rois = int(rois)
+        self.augment = augment
+        self.persons = persons
+        self.min_visible = float(min_visible)
+        self.epoch = 0
+        available = set(SAMPLE_KEYS) | set(META_KEYS)
+        if self.rois > 1:
+            available |= set(ROI_KEYS)
+        if keys is None:
+            self.keys = frozenset(available)
+        else:
+            keys = [keys] if isinstance(keys, str) else list(keys)
+            unknown = sorted(set(keys) - available)
+            if unknown:
+                roi = any(k.startswith("rois/") for k in unknown)
+                hint = " (rois/* keys need rois > 1)" if roi else ""
+                raise ValueError(
+                    f"SyntheticDataset: unknown keys {unknown}{hint}; known: {sorted(available)}"
+                )
+            self.keys = frozenset(keys)
+
+        self.folder = _resolve_folder(root, split)
+        scan = scan_shards(self.folder, strict=strict, verify_crc=verify_crc)
+        self.rejected = scan.rejected
+        """Invalid shards that were skipped, with the reason."""
+        if not scan.valid:
+            notes = []
+            if scan.rejected:
+                notes.append(f"{len(scan.rejected)} invalid shard(s) skipped")
+            if scan.partial:
+                notes.append(f"{len(scan.partial)} unfinished .tmp file(s)")
+            extra = f" ({'; '.join(notes)})" if notes else ""
+            raise ValueError(
+                f"SyntheticDataset: no valid shards (shard-NNNNN.tar) in {self.folder}{extra}"
+            )
+        self.shards: list[ShardReader] = scan.valid
+        self._items = self._build_index()
+        if len(self._items) == 0:
+            raise ValueError(
+                f"SyntheticDataset: {self.folder} has {sum(len(r) for r in self.shards)} records "
+                f"but no person passes persons={persons!r}, min_visible={self.min_visible}"
+            )
+        self._lru: OrderedDict[int, None] = OrderedDict()
+
+    # ------------------------------------------------------------------ index
+
+    def _build_index(self) -> np.ndarray:
+        rows = []
+        for s, reader in enumerate(self.shards):
+            for r in range(len(reader)):
+                count = reader.persons(r)
+                vis = reader.visible_fraction(r)
+                if count < 0 or (vis is None and self.persons == "visible"):
+                    count, vis = self._persons_from_labels(reader, r)
+                if self.persons == "all" or vis is None:
+                    keep = np.arange(count)
+                else:
+                    keep = np.nonzero(vis >= self.min_visible)[0]
+                rows.extend((s, r, int(p)) for p in keep)
+        return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+
+    @staticmethod
+    def _persons_from_labels(reader: ShardReader, r: int) -> tuple[int, np.ndarray | None]:
+        """Persons of a record whose index lacks them, from its labels (cached on the reader)."""
+        cache = reader.__dict__.setdefault("_label_persons", {})
+        if r not in cache:
+            data = reader.read(r, ["labels.npz"]).get("labels.npz")
+            count, vis = 0, None
+            if data is not None:
+                labels = decode_npz(data)
+                count = len(np.asarray(labels.get("box_size", [])).reshape(-1))
+                if "visible_fraction" in labels:
+                    vis = np.asarray(labels["visible_fraction"], dtype=np.float64).reshape(-1)
+            cache[r] = (count, vis)
+        return cache[r]
+
+    @property
+    def items(self) -> np.ndarray:
+        """``(N, 3)`` int64 ``(shard, record, person)`` of every sample."""
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch for seeded augmentation (call before each epoch; with persistent DataLoader
+        workers the change does not reach the workers' copies)."""
+        self.epoch = int(epoch)
+
+    def augmentation_params(self, index: int) -> AugmentParams:
+        """The augmentation item ``index`` gets in the current epoch (identity if none)."""
+        if self.augment is None:
+            return AugmentParams()
+        rng = augmentation_rng(self.augment.seed, self.epoch, index)
+        return sample_augmentation(rng, self.augment)
+
+    def _reader(self, s: int) -> ShardReader:
+        self._lru[s] = None
+        self._lru.move_to_end(s)
+        while len(self._lru) > _MAX_OPEN:
+            old, _ = self._lru.popitem(last=False)
+            self.shards[old].close()
+        return self.shards[s]
+
+    # ------------------------------------------------------------------ samples
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        n = len(self._items)
+        if not isinstance(index, (int, np.integer)):
+            raise TypeError(f"SyntheticDataset: index must be an int, got {type(index).__name__}")
+        if not -n <= index < n:
+            raise IndexError(f"SyntheticDataset: index {index} out of range [0, {n})")
+        index = int(index) % n
+        s, r, p = (int(v) for v in self._items[index])
+        keys = self.keys
+        want_image = "image" in keys or "rois/image" in keys
+        want_dense = {k: v for k, v in _DENSE.items() if k in keys or f"has_{k}" in keys}
+        names = ["labels.npz", *(_IMAGE_NAMES if want_image else ()), *want_dense.values()]
+        raw = self._reader(s).read(r, names)
+        if "labels.npz" not in raw:
+            raise ValueError(f"{self.shards[s].path}: record {r} has no labels.npz")
+        labels = decode_npz(raw["labels.npz"])
+        image = None
+        if want_image:
+            name = next((n for n in _IMAGE_NAMES if n in raw), None)
+            if name is None:
+                raise ValueError(f"{self.shards[s].path}: record {r} has no image member")
+            image = _as_bgr_uint(decode_image(raw[name], rgb=False))  # RGB on transposing
+
+        # camera and box of the stored image
+        if "image_size" in labels:
+            wh = np.asarray(labels["image_size"], dtype=np.float64).reshape(2)
+        elif image is not None:
+            wh = np.array([image.shape[1], image.shape[0]], dtype=np.float64)
+        else:
+            raise ValueError(f"{self.shards[s].path}: record {r} has no image_size")
+        focal = float(labels["focal"]) if "focal" in labels else math.hypot(*wh)
+        pp = np.asarray(labels.get("principal_point", wh / 2), dtype=np.float64).reshape(2)
+        center = np.asarray(labels["box_center"], dtype=np.float64)[p]
+        size = float(np.asarray(labels["box_size"], dtype=np.float64).reshape(-1)[p])
+
+        # augmentation: box jitter, then the view change to the virtual full image
+        params = self.augmentation_params(index)
+        center, size = augment_box(center, size, params)
+        view = view_change(params, wh, pp)
+        source = view.affine()
+        center = view.apply_points(center)
+        person = {k: np.asarray(v)[p] for k, v in labels.items() if k in _PERSON_SHAPES}
+        person["principal_point"] = pp
+        if "cam_to_world" in labels:
+            person["cam_to_world"] = np.asarray(labels["cam_to_world"])
+        person = transform_labels(person, view)
+
+        res = self.crop_size
+        centers, sizes = multi_roi_boxes(center[None], np.array([size]), m=self.rois)
+        crop = crop_matrix(torch.from_numpy(centers[0]), torch.from_numpy(sizes[0]), res).numpy()
+        full = crop @ np.vstack([source, [0.0, 0.0, 1.0]])  # stored image -> each crop
+        cv = affine_to_cv2(torch.from_numpy(full)).numpy()
+
+        out: dict[str, Any] = {}
+        if image is not None:
+            count = self.rois if "rois/image" in keys else 1
+            crops = np.empty((count, 3, res, res), np.float32)
+            gain = np.asarray(params.color_gain, np.float32) / np.iinfo(image.dtype).max
+            layer = occluder_layer(params, res)
+            for m in range(count):
+                bgr = _warp(image, cv[m], res, cv2.INTER_LINEAR)
+                # HWC BGR uint -> CHW RGB float with the colour gain, in one pass
+                np.multiply(bgr.transpose(2, 0, 1)[::-1], gain[:, None, None], out=crops[m])
+                if max(params.color_gain) > 1:
+                    np.clip(crops[m], 0.0, 1.0, out=crops[m])
+                if layer is not None:
+                    lay = layer
+                    if m > 0:
+                        to_m = crop[m] @ np.linalg.inv(np.vstack([crop[0], [0.0, 0.0, 1.0]]))
+                        lay = warp_layer(layer, to_m, res)
+                    alpha = lay[..., 3]
+                    crops[m] *= 1.0 - alpha
+                    crops[m] += lay[..., :3].transpose(2, 0, 1) * alpha
+            out["image"] = crops[0].copy() if count > 1 else crops[0]
+            if "rois/image" in keys:
+                out["rois/image"] = crops
+        zero = np.zeros((res, res), np.float32)
+        if "mask" in want_dense:
+            if "instances.png" in raw and "mask" not in keys:  # only the flag is wanted
+                out["has_mask"] = 1.0
+            elif "instances.png" in raw:
+                inst = _warp(decode_image(raw["instances.png"]), cv[0], res, cv2.INTER_NEAREST)
+                out["mask"], out["has_mask"] = (inst == p + 1).astype(np.float32), 1.0
+            else:
+                out["mask"], out["has_mask"] = zero, 0.0
+        if "iuv" in want_dense:
+            drop = self.augment is not None and self.augment.iuv_on_flip == "drop"
+            keep = not (params.flip and drop)
+            if "iuv.png" in raw and keep and "iuv" not in keys:
+                out["has_iuv"] = 1.0
+            elif "iuv.png" in raw and keep:
+                iuv = _warp(decode_image(raw["iuv.png"], rgb=False), cv[0], res, cv2.INTER_NEAREST)
+                iuv = iuv.transpose(2, 0, 1)[::-1].astype(np.float32)  # BGR -> I, U, V
+                iuv[1:] *= np.float32(1.0 / 65535.0)
+                out["iuv"], out["has_iuv"] = np.ascontiguousarray(iuv), 1.0
+            else:
+                out["iuv"], out["has_iuv"] = np.zeros((3, res, res), np.float32), 0.0
+        if "depth" in want_dense:
+            if "depth.png" in raw and "depth" not in keys:
+                out["has_depth"] = 1.0
+            elif "depth.png" in raw:
+                depth = _warp(decode_image(raw["depth.png"]), cv[0], res, cv2.INTER_NEAREST)
+                out["depth"], out["has_depth"] = depth.astype(np.float32) * 1e-3, 1.0
+            else:
+                out["depth"], out["has_depth"] = zero, 0.0
+
+        out["crop_affine"] = crop[0]
+        out["box_center"] = center
+        out["box_size"] = size
+        out["image_size"] = wh
+        out["focal"] = focal
+        out["principal_point"] = person["principal_point"]
+        for key, shape in _PERSON_SHAPES.items():
+            out[key] = person[key] if key in person else np.zeros(shape)
+        out["cam_to_world"] = person.get("cam_to_world", np.zeros((3, 3)))
+        out["has_keypoints2d"] = float(any(k.startswith("keypoints2d/") for k in person))
+        out["has_joints3d"] = float("joints3d" in person)
+        out["has_smpl"] = float(all(k in person for k in ("global_orient", "body_pose", "betas")))
+        out["has_world"] = float("world_global_orient" in person and "cam_to_world" in person)
+        if self.rois > 1:
+            out["rois/box_center"] = centers[0]
+            out["rois/box_size"] = sizes[0]
+            out["rois/crop_affine"] = crop
+        out["meta/source_affine"] = source
+        sample = {
+            k: torch.as_tensor(np.asarray(v), dtype=torch.float32)
+            for k, v in out.items()
+            if k in keys
+        }
+        if "meta/index" in keys:
+            sample["meta/index"] = torch.tensor([s, r, p], dtype=torch.int64)
+        return sample
+
+    def __repr__(self) -> str:
+        return (
+            f"SyntheticDataset('{self.folder}', samples={len(self)}, shards={len(self.shards)}, "
+            f"crop_size={self.crop_size}, rois={self.rois}, augment={self.augment is not None})"
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_lru"] = OrderedDict()
+        return state
+
+
+def _as_bgr_uint(image: np.ndarray) -> np.ndarray:
+    """A decoded image in OpenCV channel order as (H, W, 3) B, G, R."""
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"unsupported image dtype {image.dtype}")
+    return image
+
+
+def _warp(src: np.ndarray, affine_cv: np.ndarray, res: int, flags: int) -> np.ndarray:
+    return cv2.warpAffine(
+        src, affine_cv, (res, res), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
+
