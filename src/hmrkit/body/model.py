@@ -241,7 +241,8 @@ def skin(
         rest_vertices = rest_vertices + torch.einsum("bp,pvd->bvd", pose_feature, posedirs)
     joints, transforms = forward_kinematics(rotations, rest_joints, parents)
     per_vertex = (lbs_weights @ transforms.reshape(B, -1, 12)).reshape(B, -1, 3, 4)
-    vertices = (per_vertex[..., :3] @ rest_vertices[..., None])[..., 0] + per_vertex[..., 3]
+    homogeneous = torch.cat([rest_vertices, torch.ones_like(rest_vertices[..., :1])], dim=-1)
+    vertices = (per_vertex @ homogeneous[..., None])[..., 0]
     if transl is not None:
         vertices = vertices + transl[:, None]
         joints = joints + transl[:, None]
