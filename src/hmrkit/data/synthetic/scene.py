@@ -1,0 +1,398 @@
+"""Synthetic scenes: posed Anny-24 people in a full camera frame, with every label.
+
+One scene = one full image (varying size and aspect) seen by a pinhole camera with pitch
+and roll relative to a world frame (y up, ground plane), one or several people standing on
+the ground anywhere in the frame, textured, lit, over a background, optionally occluded.
+:func:`generate_record` returns the scene as encoded tar members (see
+:mod:`hmrkit.data.shards` for the record layout); it is a pure function of
+``(config, index)``, so any shard can be regenerated anywhere, identically.
+
+Frames: camera x right, y down, z forward.  World y up, ground at the lowest foot.  The
+camera has no yaw (SPEC / W-HMR convention): ``cam_to_world = R_base R_x(pitch) R_z(roll)``
+with ``R_base = diag(1, -1, -1)`` for a level camera looking along world -z.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+
+import cv2
+import numpy as np
+import torch
+
+from hmrkit.body import load_body_model
+from hmrkit.data.shards import encode_image, encode_npz
+from hmrkit.data.synthetic.appearance import Outfit, paint_texture
+from hmrkit.data.synthetic.backgrounds import BackgroundSource
+from hmrkit.render.gbuffer import rasterize
+from hmrkit.render.maps import _interpolate_corners, sample_texture, vertex_normals
+
+SPLITS = ("train", "val", "test")
+KEYPOINT_SETS = ("smpl24", "coco17", "lsp14")
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """Distribution of synthetic scenes.  Every field is recorded with the data."""
+
+    seed: int = 0
+    """Base seed; scene ``i`` of split ``s`` uses the stream ``(seed, s, i)``."""
+    split: str = "train"
+    """``train``, ``val`` or ``test``: disjoint random streams."""
+    image_long_side: tuple[int, int] = (560, 720)
+    """Range of the image's long side in pixels."""
+    aspects: tuple[float, ...] = (4 / 3, 3 / 4, 16 / 9, 1.0, 3 / 2)
+    """Width / height ratios to draw from."""
+    focal_mm: tuple[float, float] = (18.0, 120.0)
+    """35 mm-equivalent focal range (log-uniform): wide angle to long lens."""
+    pitch_deg: float = 12.0
+    """Std of camera pitch (clipped at 2.5 std); positive tilts the camera down."""
+    roll_deg: float = 4.0
+    """Std of camera roll (clipped at 2.5 std)."""
+    people: tuple[float, ...] = (0.75, 0.18, 0.07)
+    """Probabilities of 1, 2, 3 people."""
+    person_height_frac: tuple[float, float] = (0.35, 0.9)
+    """Height of a lone person's silhouette as a fraction of the image height."""
+    occluder_prob: float = 0.25
+    """Probability that a person gets a random occluder over part of the body."""
+    background_folder: str | None = None
+    """Optional folder of background photos (mixed with procedural backgrounds)."""
+    texture_resolution: int = 256
+    """Side of each person's UV texture."""
+    jpeg_quality: int = 92
+
+    def __post_init__(self):
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got '{self.split}'")
+        if abs(sum(self.people) - 1) > 1e-6:
+            raise ValueError(f"people probabilities must sum to 1, got {self.people}")
+
+
+BENCHMARKS: dict[str, SceneConfig] = {
+    "synth-v1": SceneConfig(seed=1, split="test"),
+    "synth-v1-hard": SceneConfig(
+        seed=2, split="test", focal_mm=(12.0, 24.0), pitch_deg=22.0, roll_deg=12.0,
+        occluder_prob=0.7, person_height_frac=(0.5, 0.95),
+    ),
+}
+"""Fixed, seeded test sets (scene counts in :data:`BENCHMARK_SIZES`)."""
+BENCHMARK_SIZES = {"synth-v1": 2000, "synth-v1-hard": 1000}
+
+
+def scene_rng(config: SceneConfig, index: int) -> np.random.Generator:
+    """The random stream of scene ``index``: independent across seeds, splits and scenes."""
+    return np.random.default_rng([config.seed, SPLITS.index(config.split), index])
+
+
+def rot_x(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def rot_y(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def rot_z(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+R_BASE = np.diag([1.0, -1.0, -1.0])
+"""Camera -> world rotation of a level camera looking along world -z."""
+
+
+@dataclass
+class Camera:
+    width: int
+    height: int
+    focal: float
+    pitch: float
+    roll: float
+    cam_to_world: np.ndarray = field(repr=False)
+
+    @property
+    def K(self) -> np.ndarray:
+        return np.array([[self.focal, 0, self.width / 2], [0, self.focal, self.height / 2],
+                         [0, 0, 1.0]])
+
+
+def sample_camera(config: SceneConfig, rng: np.random.Generator) -> Camera:
+    long_side = rng.uniform(*config.image_long_side)
+    aspect = config.aspects[int(rng.integers(len(config.aspects)))]
+    W, H = (long_side, long_side / aspect) if aspect >= 1 else (long_side * aspect, long_side)
+    W, H = int(round(W / 8) * 8), int(round(H / 8) * 8)
+    f_mm = np.exp(rng.uniform(*np.log(config.focal_mm)))
+    focal = f_mm / 36.0 * max(W, H)
+    pitch = np.deg2rad(np.clip(rng.normal(0, config.pitch_deg), -2.5 * config.pitch_deg,
+                               2.5 * config.pitch_deg))
+    roll = np.deg2rad(np.clip(rng.normal(0, config.roll_deg), -2.5 * config.roll_deg,
+                              2.5 * config.roll_deg))
+    # Positive pitch tilts the camera down: its forward axis gets a negative world y.
+    cam_to_world = R_BASE @ rot_x(pitch) @ rot_z(roll)
+    return Camera(W, H, float(focal), float(pitch), float(roll), cam_to_world)
+
+
+class SceneEngine:
+    """Holds the per-process state (body models, UV atlas) and renders scenes."""
+
+    def __init__(self, config: SceneConfig):
+        from hmrkit.data.synthetic.poses import PoseSampler
+        from hmrkit.render.uv import UVAtlas, vertex_to_uv
+
+        self.config = config
+        self.body = load_body_model("anny24-full", dtype=torch.float64)
+        data = self.body.data
+        self.faces = data.faces.astype(np.int64)
+        self.face_uv = data.faces_texcoords.astype(np.int64)
+        self.texcoords = data.texcoords.astype(np.float64)
+        self.vertex_parts = data.lbs_weights.argmax(1)  # IUV part = dominant joint (24 parts)
+        self.num_betas = data.num_betas
+        self.backgrounds = BackgroundSource(config.background_folder)
+        self.pose_sampler_cls = PoseSampler
+        R = config.texture_resolution
+        atlas = UVAtlas.build(self.faces, self.texcoords, self.face_uv, R, data.num_vertices)
+        template = torch.as_tensor(data.v_template)[None]
+        self.texel_rest = vertex_to_uv(atlas, template)[0].permute(1, 2, 0).numpy()
+        corner = np.argmax(atlas.texel_bary, axis=-1)
+        nearest = np.take_along_axis(atlas.texel_vertices, corner[..., None], -1)[..., 0]
+        self.texel_joint = self.vertex_parts[np.maximum(nearest, 0)]
+        self.texel_valid = atlas.texel_faces >= 0
+        self.head_top_y = float(data.v_template[:, 1].max())
+
+    # ------------------------------------------------------------------ people
+    def _place(self, cam, rng, verts, joints, person_frac, ground_y):
+        """Translation putting a posed body (camera frame, at origin) in the frame."""
+        height = float(np.ptp(verts @ cam.cam_to_world.T, axis=0)[1])
+        target_px = person_frac * cam.height
+        depth = cam.focal * max(height, 0.5) / target_px
+        u = rng.uniform(0.12, 0.88) * cam.width
+        v = rng.uniform(0.35, 0.65) * cam.height
+        ray = np.linalg.solve(cam.K, np.array([u, v, 1.0]))
+        transl = ray * depth - joints[0]
+        world_y = (verts + transl) @ cam.cam_to_world.T
+        lowest = world_y[:, 1].min()
+        if ground_y is not None:  # put the feet on the shared ground
+            transl = transl + cam.cam_to_world.T @ np.array([0, ground_y - lowest, 0])
+            lowest = ground_y
+        return transl, lowest
+
+    def _people(self, cam: Camera, rng: np.random.Generator) -> list[dict]:
+        n = 1 + int(rng.choice(len(self.config.people), p=self.config.people))
+        poses = self.pose_sampler_cls(seed=int(rng.integers(2**31))).sample(n)
+        betas = rng.normal(0, 1, (n, self.num_betas)).clip(-2.5, 2.5)
+        people, ground = [], None
+        for p in range(n):
+            yaw = rng.uniform(-np.pi, np.pi)
+            world_orient = rot_y(yaw)
+            orient = cam.cam_to_world.T @ world_orient
+            with torch.no_grad():
+                out = self.body(
+                    torch.as_tensor(orient)[None], poses[p : p + 1, 1:].double(),
+                    torch.as_tensor(betas[p : p + 1]),
+                )
+            verts, joints = out.vertices[0].numpy(), out.joints[0].numpy()
+            frac = rng.uniform(*self.config.person_height_frac) / (1 + 0.35 * (n - 1))
+            transl, ground = self._place(cam, rng, verts, joints, frac, ground)
+            people.append(dict(
+                verts=verts + transl, joints=joints + transl, transl=transl,
+                orient=orient, world_orient=world_orient, body_pose=poses[p, 1:].double().numpy(),
+                betas=betas[p], outfit=Outfit.sample(rng),
+            ))
+        return people
+
+    # ------------------------------------------------------------------ scene
+    def render(self, index: int) -> dict:
+        """Render scene ``index``: images, maps and per-person labels (numpy)."""
+        rng = scene_rng(self.config, index)
+        for _ in range(20):
+            cam = sample_camera(self.config, rng)
+            people = self._people(cam, rng)
+            camera_height = -min((p["verts"] @ cam.cam_to_world.T)[:, 1].min() for p in people)
+            if 0.2 < camera_height < 6.0 and all(p["verts"][:, 2].min() > 0.3 for p in people):
+                break
+        W, H, F = cam.width, cam.height, len(self.faces)
+        verts = np.concatenate([p["verts"] for p in people])
+        faces = np.concatenate([self.faces + i * len(p["verts"]) for i, p in enumerate(people)])
+        # The rasterizer puts pixel centres at integers; hmrkit's geometry at i + 0.5.
+        gbuf = rasterize(verts, faces, cam.K - np.array([[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]]),
+                         (W, H))
+        hits = gbuf.hits
+        person = hits.triangle // F
+        local_tri = hits.triangle % F
+
+        # textured, lit colour of every foreground pixel
+        face_uv = np.concatenate([self.face_uv] * len(people))
+        uv = _interpolate_corners(gbuf, face_uv, self.texcoords)
+        rgb = np.zeros((len(hits.index), 3))
+        textures = []
+        for i, p in enumerate(people):
+            tex = paint_texture(p["outfit"], self.texel_rest, self.texel_joint, self.texel_valid,
+                                self.head_top_y)
+            textures.append(tex)
+            sel = person == i
+            rgb[sel] = sample_texture(tex, uv[sel])
+        normals = _interpolate_corners(gbuf, faces, vertex_normals(verts, faces))
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        light = rng.normal(size=3) * np.array([1.0, 0.5, 0.3]) + np.array([0, -0.6, -1.0])
+        light /= np.linalg.norm(light)
+        ambient = rng.uniform(0.35, 0.6)
+        shade = ambient + (1 - ambient) * np.clip(np.abs(normals @ light), 0, 1)
+        tint = rng.uniform(0.85, 1.15, 3)
+        rgb = np.clip(rgb * shade[:, None] * tint, 0, 255)
+
+        image, bg_kind = self.backgrounds.sample(rng, W, H)
+        image = image.reshape(-1, 3).copy()
+        image[hits.index] = rgb.astype(np.uint8)
+        image = image.reshape(H, W, 3)
+        instances = np.zeros(H * W, np.uint8)
+        instances[hits.index] = person + 1
+        instances = instances.reshape(H, W)
+        occluders = self._occlude(rng, image, instances, people, cam)
+        image = _camera_effects(rng, image)
+
+        part = np.zeros(H * W, np.uint16)
+        corner = np.argmax(hits.barycentrics, axis=1)
+        part[hits.index] = self.vertex_parts[self.faces[local_tri, corner]] + 1
+        iuv = np.zeros((H * W, 3), np.uint16)
+        iuv[:, 0] = part
+        iuv[hits.index, 1:] = np.round(np.clip(uv, 0, 1) * 65535)
+        iuv = iuv.reshape(H, W, 3)
+        depth = np.zeros(H * W, np.uint16)
+        depth[hits.index] = np.clip(np.round(gbuf.depth.reshape(-1)[hits.index] * 1000), 1, 65535)
+        depth = depth.reshape(H, W)
+        visible = instances > 0
+        iuv[~visible] = 0
+        depth[~visible] = 0
+        labels = self._labels(people, cam, instances)
+        return dict(image=image, instances=instances, iuv=iuv, depth=depth, labels=labels,
+                    textures=textures, camera=cam, people=people, background=bg_kind,
+                    occluders=occluders)
+
+    def _occlude(self, rng, image, instances, people, cam) -> list[dict]:
+        """Draw random occluders over people; occluded pixels leave the person's mask."""
+        out = []
+        for i in range(len(people)):
+            if rng.random() >= self.config.occluder_prob:
+                continue
+            ys, xs = np.nonzero(instances == i + 1)
+            if len(xs) < 50:
+                continue
+            x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
+            w = int(rng.uniform(0.3, 0.8) * (x1 - x0 + 1))
+            h = int(rng.uniform(0.2, 0.5) * (y1 - y0 + 1))
+            cx = int(rng.uniform(x0, x1))
+            cy = int(rng.uniform(y0 + 0.2 * (y1 - y0), y1))
+            mask = np.zeros(instances.shape, np.uint8)
+            if rng.random() < 0.5:
+                cv2.rectangle(mask, (cx - w // 2, cy - h // 2), (cx + w // 2, cy + h // 2), 1, -1)
+                kind = "box"
+            else:
+                cv2.ellipse(mask, (cx, cy), (max(w // 2, 1), max(h // 2, 1)),
+                            float(rng.uniform(0, 180)), 0, 360, 1, -1)
+                kind = "ellipse"
+            m = mask.astype(bool)
+            patch, _ = self.backgrounds.sample(rng, image.shape[1], image.shape[0])
+            image[m] = patch[m]
+            instances[m] = 0
+            out.append({"person": i, "kind": kind, "center": [cx, cy], "size": [w, h]})
+        return out
+
+    def _labels(self, people, cam, instances) -> dict[str, np.ndarray]:
+        W, H = cam.width, cam.height
+        P = len(people)
+        lab: dict[str, list] = {k: [] for k in (
+            "joints3d", "keypoints3d/lsp14", "global_orient", "world_global_orient", "body_pose",
+            "betas", "transl", "box_center", "box_size", "visible_fraction",
+            *[f"keypoints2d/{s}" for s in KEYPOINT_SETS])}
+        for i, p in enumerate(people):
+            out = _Out(torch.as_tensor(p["verts"])[None], torch.as_tensor(p["joints"])[None])
+            visible_all = []
+            for s in KEYPOINT_SETS:
+                kp3 = self.body.keypoints(out, s)[0].numpy()
+                uvz = kp3 @ cam.K.T
+                uv = uvz[:, :2] / uvz[:, 2:]
+                inside = (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
+                px = np.clip(uv.astype(int), 0, [W - 1, H - 1])
+                vis = inside & (instances[px[:, 1], px[:, 0]] == i + 1)
+                lab[f"keypoints2d/{s}"].append(np.concatenate([uv, vis[:, None]], 1))
+                visible_all.append(vis)
+                if s == "lsp14":
+                    lab["keypoints3d/lsp14"].append(kp3)
+            proj = p["verts"] @ cam.K.T
+            proj = proj[:, :2] / proj[:, 2:]
+            lo, hi = proj.min(0), proj.max(0)
+            lab["box_center"].append((lo + hi) / 2)
+            lab["box_size"].append(np.max(hi - lo) * 1.2)
+            lab["visible_fraction"].append(np.concatenate(visible_all).mean())
+            lab["joints3d"].append(p["joints"])
+            lab["global_orient"].append(p["orient"])
+            lab["world_global_orient"].append(p["world_orient"])
+            lab["body_pose"].append(p["body_pose"])
+            lab["betas"].append(p["betas"])
+            lab["transl"].append(p["transl"])
+        arrays = {k: np.asarray(v, np.float32) for k, v in lab.items()}
+        arrays.update(
+            image_size=np.array([W, H], np.float32), focal=np.float32(cam.focal),
+            principal_point=np.array([W / 2, H / 2], np.float32),
+            cam_to_world=cam.cam_to_world.astype(np.float32),
+        )
+        assert arrays["joints3d"].shape[0] == P
+        return arrays
+
+
+@dataclass
+class _Out:
+    vertices: torch.Tensor
+    joints: torch.Tensor
+
+
+def _camera_effects(rng, image: np.ndarray) -> np.ndarray:
+    """Mild blur and sensor noise so that renders are not perfectly clean."""
+    if rng.random() < 0.5:
+        image = cv2.GaussianBlur(image, (3, 3), rng.uniform(0.3, 1.0))
+    noise = rng.normal(0, rng.uniform(0, 4), image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+@lru_cache(maxsize=2)
+def _engine(config: SceneConfig) -> SceneEngine:
+    return SceneEngine(config)
+
+
+def encode_scene(scene: dict, config: SceneConfig, index: int) -> dict[str, bytes]:
+    """Tar members of one scene record (see :mod:`hmrkit.data.shards`)."""
+    cam = scene["camera"]
+    meta = {
+        "index": index, "config": asdict(config), "background": scene["background"],
+        "camera": {"width": cam.width, "height": cam.height, "focal": cam.focal,
+                   "pitch_deg": float(np.rad2deg(cam.pitch)),
+                   "roll_deg": float(np.rad2deg(cam.roll))},
+        "outfits": [asdict(p["outfit"]) for p in scene["people"]],
+        "occluders": scene["occluders"],
+    }
+    record = {
+        "image.jpg": encode_image(scene["image"], "jpg", config.jpeg_quality),
+        "labels.npz": encode_npz(scene["labels"]),
+        "instances.png": encode_image(scene["instances"]), "iuv.png": encode_image(scene["iuv"]),
+        "depth.png": encode_image(scene["depth"]),
+        "meta.json": json.dumps(meta, sort_keys=True).encode(),
+    }
+    for i, tex in enumerate(scene["textures"]):
+        record[f"texture{i}.png"] = encode_image(tex)
+    return record
+
+
+def generate_record(config: SceneConfig, index: int) -> dict[str, bytes]:
+    """Scene ``index`` of ``config`` as tar members (deterministic; per-process cached engine)."""
+    return encode_scene(_engine(config).render(index), config, index)
+
+
+def scene_key(config: SceneConfig, index: int) -> str:
+    """Record key, unique across seeds and splits."""
+    crc = zlib.crc32(json.dumps(asdict(config), sort_keys=True).encode()) & 0xFFFF
+    return f"{config.split}-s{config.seed}-{crc:04x}-{index:08d}"
