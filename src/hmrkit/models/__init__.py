@@ -1,0 +1,1 @@
+"""Models: backbones (timm), reusable heads, and one module per method."""

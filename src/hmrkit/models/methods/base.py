@@ -1,0 +1,139 @@
+"""The base of every method: backbone + heads + losses + metrics as a LightningModule.
+
+A method turns a batch of :mod:`hmrkit.data.sample` Samples into a :class:`BodyEstimate`
+(``forward``), scores it against the labels (``compute_losses``), and is evaluated with the
+shared metrics.  Subclasses implement :meth:`MethodModule.estimate` (and add losses).
+Configuration = constructor arguments (typed, documented), so Lightning's CLI builds the
+YAML configs under ``configs/`` from them and saves them with every run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from hmrkit.body import BodyModel, load_body_model
+from hmrkit.geometry.cameras import crop_to_full_camera
+from hmrkit.metrics import mpjpe, pa_mpjpe, pve
+
+
+@dataclass
+class BodyEstimate:
+    """What every method predicts for a batch of people (camera frame, metres)."""
+
+    rotmat: Tensor
+    """(B, 24, 3, 3) local rotations; joint 0 = root orientation in the camera frame."""
+    betas: Tensor
+    """(B, K) shape coefficients of the method's body model."""
+    cam_crop: Tensor
+    """(B, 3) weak-perspective crop camera ``(s, t_x, t_y)``."""
+    transl: Tensor
+    """(B, 3) full-image camera translation (CLIFF conversion of ``cam_crop``)."""
+    vertices: Tensor
+    """(B, V, 3) posed vertices without translation (training mesh)."""
+    joints: Tensor
+    """(B, 24, 3) posed joints without translation."""
+    extras: dict[str, Tensor] = field(default_factory=dict)
+    """Method-specific outputs (iterations, per-RoI cameras, dense maps, ...)."""
+
+
+@dataclass
+class LossWeights:
+    """Loss weights of the SPIN lineage (x60 scale; methods.md "Shared conventions")."""
+
+    keypoints_2d: float = 300.0
+    """2D keypoints (SPIN: 5 x 60)."""
+    keypoints_3d: float = 300.0
+    """Pelvis-centred 3D joints (SPIN: 5 x 60)."""
+    pose: float = 60.0
+    """MSE on rotation matrices (SPIN: 1 x 60)."""
+    betas: float = 0.06
+    """MSE on shape coefficients (SPIN: 0.001 x 60)."""
+    cam_prior: float = 60.0
+    """``exp(-10 s)^2`` keeping the camera scale positive (SPIN: 1 x 60)."""
+    vertices: float = 0.0
+    """L1 on vertices (off in SPIN; W-HMR 15, Multi-RoI 60)."""
+
+
+class MethodModule(L.LightningModule):
+    """Shared training / validation logic.  Subclasses define :meth:`estimate`."""
+
+    def __init__(
+        self,
+        body_model: str = "anny24",
+        num_betas: int = 10,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        loss_weights: LossWeights | None = None,
+    ):
+        """
+        Args:
+            body_model: body model name (``anny24``, ``smpl``): predicted parameters drive it.
+            num_betas: shape coefficients predicted.
+            lr: Adam learning rate.
+            weight_decay: Adam weight decay.
+            loss_weights: weights of the loss terms.
+        """
+        super().__init__()
+        self.body_model_name = body_model
+        self.num_betas = num_betas
+        self.lr, self.weight_decay = lr, weight_decay
+        self.loss_weights = loss_weights or LossWeights()
+        self.body: BodyModel = load_body_model(body_model, num_betas=num_betas)
+
+    # ---------------------------------------------------------------- subclass API
+    def estimate(self, batch: dict[str, Tensor]) -> BodyEstimate:  # pragma: no cover
+        raise NotImplementedError
+
+    def compute_losses(self, est: BodyEstimate, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        raise NotImplementedError  # pragma: no cover
+
+    # ---------------------------------------------------------------- helpers
+    def pose_body(self, rotmat: Tensor, betas: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.body(rotmat[:, 0], rotmat[:, 1:], betas)
+        return out.vertices, out.joints
+
+    def full_translation(self, cam_crop: Tensor, batch: dict[str, Tensor]) -> Tensor:
+        return crop_to_full_camera(
+            cam_crop, batch["box_center"], batch["box_size"], batch["image_size"], batch["focal"]
+        )
+
+    def forward(self, batch: dict[str, Tensor]) -> BodyEstimate:
+        return self.estimate(batch)
+
+    # ---------------------------------------------------------------- Lightning
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        est = self(batch)
+        losses = self.compute_losses(est, batch)
+        total = sum(losses.values())
+        bs = batch["image"].shape[0]
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=bs)
+        self.log("train/loss", total.detach(), prog_bar=True, batch_size=bs)
+        return total
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        metrics = self.evaluate_batch(batch)
+        bs = batch["image"].shape[0]
+        for k, v in metrics.items():
+            self.log(f"val/{k}", v.nanmean(), prog_bar=k == "pa_mpjpe", batch_size=bs,
+                     sync_dist=True)
+
+    @torch.no_grad()
+    def evaluate_batch(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Per-sample MPJPE (pelvis-aligned, 24 joints), PA-MPJPE (LSP-14) and PVE (mm)."""
+        est = self(batch)
+        gt = self.body(batch["global_orient"], batch["body_pose"], batch["betas"])
+        pred_out = type(gt)(est.vertices, est.joints)
+        pred14, gt14 = self.body.keypoints(pred_out, "lsp14"), self.body.keypoints(gt, "lsp14")
+        return {
+            "mpjpe": mpjpe(est.joints, gt.joints, root=0),
+            "pa_mpjpe": pa_mpjpe(pred14, gt14),
+            "pve": pve(est.vertices, gt.vertices, pred_root=est.joints[:, 0],
+                       gt_root=gt.joints[:, 0]),
+        }
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
