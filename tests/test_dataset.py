@@ -223,7 +223,7 @@ def test_dense_maps_and_flags(root):
 def test_sample_schema_and_collate(root):
     ds = SyntheticDataset(root, "train", crop_size=32)
     s = ds[1]
-    assert set(s) == set(SAMPLE_KEYS) | set(META_KEYS)
+    assert set(s) == (set(SAMPLE_KEYS) - set(ROI_KEYS)) | set(META_KEYS)
     check_sample(s)
     assert s["image"].shape == (3, 32, 32) and s["image"].dtype == torch.float32
     assert 0 <= s["image"].min() and s["image"].max() <= 1

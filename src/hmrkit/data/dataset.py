@@ -74,12 +74,7 @@ SCENE_RECORD: dict[str, str] = {
 }
 """Members of one scene record (see the scene engine)."""
 
-ROI_KEYS: dict[str, str] = {
-    "rois/image": "(M, 3, S, S) float in [0, 1]: the M Multi-RoI crops (RoI 0: `image`)",
-    "rois/box_center": "(M, 2) RoI box centres in full-image pixels",
-    "rois/box_size": "(M,) RoI box sides in full-image pixels",
-    "rois/crop_affine": "(M, 2, 3) full-image pixels -> RoI crop pixels",
-}
+ROI_KEYS: dict[str, str] = {k: v for k, v in SAMPLE_KEYS.items() if k.startswith("rois/")}
 """Extra keys of samples with ``rois > 1``."""
 
 META_KEYS: dict[str, str] = {
@@ -184,7 +179,7 @@ class SyntheticDataset(Dataset):
         self.persons = persons
         self.min_visible = float(min_visible)
         self.epoch = 0
-        available = set(SAMPLE_KEYS) | set(META_KEYS)
+        available = (set(SAMPLE_KEYS) - set(ROI_KEYS)) | set(META_KEYS)
         if self.rois > 1:
             available |= set(ROI_KEYS)
         if keys is None:
