@@ -355,7 +355,7 @@ def _camera_effects(rng, image: np.ndarray) -> np.ndarray:
     """Mild blur and sensor noise so that renders are not perfectly clean."""
     if rng.random() < 0.5:
         image = cv2.GaussianBlur(image, (3, 3), rng.uniform(0.3, 1.0))
-    noise = rng.normal(0, rng.uniform(0, 4), image.shape)
+    noise = rng.standard_normal(image.shape, dtype=np.float32) * np.float32(rng.uniform(0, 4))
     return np.clip(image + noise, 0, 255).astype(np.uint8)
 
 
