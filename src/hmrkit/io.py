@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -50,3 +51,26 @@ def atomic_save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> N
             np.savez_compressed(f, **arrays)
 
     _atomic(path, write)
+
+
+def save_npz_with_header(path: str | os.PathLike, arrays: dict, header: dict) -> None:
+    """Arrays plus a JSON ``header`` (stored as bytes, no pickle) in one atomic ``.npz``."""
+    arrays = dict(arrays)
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    atomic_save_npz(path, arrays)
+
+
+def load_npz_with_header(path: str | os.PathLike, kind: str) -> tuple[dict, dict]:
+    """Read a file of :func:`save_npz_with_header`: ``(arrays, header)``.
+
+    Errors name the file and ``kind`` (e.g. ``"hmrkit body model"``).
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable {kind} file ({err})") from err
+    if "header" not in arrays:
+        raise ValueError(f"{path}: not an {kind} file (no 'header')")
+    return arrays, json.loads(arrays.pop("header").tobytes().decode())

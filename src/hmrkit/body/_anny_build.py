@@ -25,9 +25,11 @@ import torch
 from scipy.optimize import nnls
 from scipy.spatial import cKDTree
 
+from hmrkit.io import atomic_save_npz
+
 from . import anny24 as a24
 from .keypoints import COCO17_NAMES, SMPL24_NAMES, SMPL24_PARENTS, lsp14_regressor
-from .model import BodyModelData, atomic_save_npz, skin
+from .model import BodyModelData, skin
 
 F64 = torch.float64
 

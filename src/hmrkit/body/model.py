@@ -16,7 +16,6 @@ data-dependent Python control flow (``torch.compile`` friendly).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hmrkit.io import atomic_save_npz
+from hmrkit.io import load_npz_with_header, save_npz_with_header
 
 
 @dataclass
@@ -138,21 +137,13 @@ class BodyModelData:
             "part_names": list(self.part_names),
             "meta": self.meta,
         }
-        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-        atomic_save_npz(path, arrays)
+        save_npz_with_header(path, arrays, header)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BodyModelData:
         """Read a file written by :meth:`save`; errors name the file."""
         path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{path}: not a readable hmrkit body model file ({err})") from err
-        if "header" not in arrays:
-            raise ValueError(f"{path}: not an hmrkit body model file (no 'header')")
-        header = json.loads(arrays.pop("header").tobytes().decode())
+        arrays, header = load_npz_with_header(path, "hmrkit body model")
         kps = {
             k.split("/", 1)[1]: arrays.pop(k) for k in list(arrays) if k.startswith("keypoints/")
         }

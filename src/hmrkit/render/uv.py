@@ -31,7 +31,6 @@ are cached on the atlas per device and dtype).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hmrkit.io import atomic_save_npz
+from hmrkit.io import load_npz_with_header, save_npz_with_header
 
 ATLAS_FORMAT = "hmrkit-uv-atlas-1"
 """Format tag written into saved atlases."""
@@ -358,21 +357,13 @@ class UVAtlas:
             "local_rings": self.local_rings,
             "meta": self.meta,
         }
-        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-        atomic_save_npz(path, arrays)
+        save_npz_with_header(path, arrays, header)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> UVAtlas:
         """Read a file written by :meth:`save`; errors name the file."""
         path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{path}: not a readable UV atlas file ({err})") from err
-        if "header" not in arrays:
-            raise ValueError(f"{path}: not an hmrkit UV atlas file (no 'header')")
-        header = json.loads(arrays.pop("header").tobytes().decode())
+        arrays, header = load_npz_with_header(path, "hmrkit UV atlas")
         if header.get("format") != ATLAS_FORMAT:
             raise ValueError(
                 f"{path}: UV atlas format {header.get('format')!r}, expected {ATLAS_FORMAT!r}"

@@ -27,6 +27,7 @@ from hmrkit.body import load_body_model
 from hmrkit.data.shards import encode_image, encode_npz
 from hmrkit.data.synthetic.appearance import Outfit, paint_texture
 from hmrkit.data.synthetic.backgrounds import BackgroundSource
+from hmrkit.geometry import rotations
 from hmrkit.render.gbuffer import rasterize
 from hmrkit.render.maps import _interpolate_corners, sample_texture, vertex_normals
 
@@ -87,19 +88,10 @@ def scene_rng(config: SceneConfig, index: int) -> np.random.Generator:
     return np.random.default_rng([config.seed, SPLITS.index(config.split), index])
 
 
-def rot_x(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-
-
-def rot_y(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-
-
-def rot_z(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+def _rotation(axis: str, angle: float) -> np.ndarray:
+    """float64 numpy rotation about a body/camera axis (:mod:`hmrkit.geometry.rotations`)."""
+    fn = {"x": rotations.rot_x, "y": rotations.rot_y, "z": rotations.rot_z}[axis]
+    return fn(torch.tensor(float(angle), dtype=torch.float64)).numpy()
 
 
 R_BASE = np.diag([1.0, -1.0, -1.0])
@@ -133,7 +125,7 @@ def sample_camera(config: SceneConfig, rng: np.random.Generator) -> Camera:
     roll = np.deg2rad(np.clip(rng.normal(0, config.roll_deg), -2.5 * config.roll_deg,
                               2.5 * config.roll_deg))
     # Positive pitch tilts the camera down: its forward axis gets a negative world y.
-    cam_to_world = R_BASE @ rot_x(pitch) @ rot_z(roll)
+    cam_to_world = R_BASE @ _rotation("x", pitch) @ _rotation("z", roll)
     return Camera(W, H, float(focal), float(pitch), float(roll), cam_to_world)
 
 
@@ -188,7 +180,7 @@ class SceneEngine:
         people, ground = [], None
         for p in range(n):
             yaw = rng.uniform(-np.pi, np.pi)
-            world_orient = rot_y(yaw)
+            world_orient = _rotation("y", yaw)
             orient = cam.cam_to_world.T @ world_orient
             with torch.no_grad():
                 out = self.body(
