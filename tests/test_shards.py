@@ -422,6 +422,11 @@ def test_spawned_workers_write_the_same_bytes(tmp_path):
     write_split(gen, 12, tmp_path / "pool", shard_size=3, workers=2, progress=False)
     assert _files(tmp_path / "pool") == _files(tmp_path / "one")
     assert len(_files(tmp_path / "one")) == 4
+    # workers share the records of a single shard too (the pool is per record, not per shard)
+    write_split(gen, 12, tmp_path / "single", shard_size=12, workers=2, progress=False)
+    single = ShardReader(tmp_path / "single" / "shard-00000.tar")
+    many = [ShardReader(p) for p in sorted((tmp_path / "one").glob("shard-*.tar"))]
+    assert [single[i] for i in range(12)] == [r[i] for r in many for i in range(len(r))]
 
 
 def test_split_arguments_and_manifest_errors(tmp_path):

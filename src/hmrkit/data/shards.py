@@ -789,9 +789,37 @@ def _write_shard_task(task: tuple) -> dict[str, Any]:
             writer.write(record_key(i), generate_record(i))
             if on_record is not None:
                 on_record()
-    for stale in Path(path).parent.glob(Path(path).name + ".tmp-*"):
-        stale.unlink(missing_ok=True)  # leftovers of earlier interrupted attempts
+    _remove_stale(path)
     return {"shard": Path(path).name, "num_records": stop - start}
+
+
+def _write_parallel(todo: list[tuple], workers: int, bar) -> None:
+    """Generate the records of ``todo``'s shards in a process pool, in order, and write each
+    shard from this process (parallel over records, so one shard also uses every worker)."""
+    indices = [i for _, _, start, stop, _ in todo for i in range(start, stop)]
+    generate_record = todo[0][0]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(processes=min(workers, len(indices)), initializer=_init_worker) as pool:
+        records = pool.imap(generate_record, indices, chunksize=2)
+        for _, path, start, stop, meta in todo:
+            with ShardWriter(path, meta=meta) as writer:
+                for i in range(start, stop):
+                    writer.write(record_key(i), next(records))
+                    bar.update(1)
+            _remove_stale(path)
+
+
+def _remove_stale(path) -> None:
+    """Delete leftovers (``.tmp-*``) of earlier interrupted attempts at shard ``path``."""
+    for stale in Path(path).parent.glob(Path(path).name + ".tmp-*"):
+        stale.unlink(missing_ok=True)
+
+
+def _init_worker() -> None:
+    """One torch thread per pool worker: the pool is the parallelism."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _complete_shard(path: Path, start: int, stop: int, meta: dict[str, Any]) -> bool:
@@ -865,7 +893,7 @@ def write_split(
             continue
         todo.append((generate_record, str(path), start, stop, meta))
     total = sum(t[3] - t[2] for t in todo)
-    if workers > 1 and len(todo) > 1:
+    if workers > 1 and total > 1:
         try:
             pickle.dumps(generate_record)
         except Exception as exc:
@@ -876,14 +904,11 @@ def write_split(
     from tqdm.auto import tqdm
 
     with tqdm(total=total, disable=not progress, unit="rec", desc=f"write {out.name}") as bar:
-        if workers == 1 or len(todo) <= 1:
+        if workers == 1 or total <= 1:
             for task in todo:
                 _write_shard_task((*task, lambda: bar.update(1)))
         else:
-            ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(processes=min(int(workers), len(todo))) as pool:
-                for res in pool.imap_unordered(_write_shard_task, [(*t, None) for t in todo]):
-                    bar.update(res["num_records"])
+            _write_parallel(todo, int(workers), bar)
     args = {
         "n": int(n),
         "shard_size": int(shard_size),

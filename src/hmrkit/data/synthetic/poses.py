@@ -73,6 +73,7 @@ its gimbal lock.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -951,6 +952,19 @@ for the spine, collars, feet and hands."""
 _SIGMA = np.array([NOISE_SCALE.get(_base(n), (0.0, 0.0, 0.0)) for n in JOINT_NAMES])
 
 
+def _library(specs: Sequence[Spec]) -> np.ndarray:
+    """(P, 24, 3, 3) rotations of key-pose specs."""
+    return np.stack([joint_angles_to_rotmat(key_pose_angles(s)) for s in specs])
+
+
+@functools.lru_cache(maxsize=8)
+def _named_library(names: tuple[str, ...]) -> np.ndarray:
+    """:func:`_library` of named :data:`KEY_POSES`, cached (samplers are made per scene)."""
+    library = _library([KEY_POSES[n] for n in names])
+    library.flags.writeable = False
+    return library
+
+
 class PoseSampler:
     """Random poses (N, 24, 3, 3) around the key-pose library, deterministic for a seed.
 
@@ -1016,8 +1030,10 @@ class PoseSampler:
         if not specs:
             raise ValueError("PoseSampler needs at least one key pose")
         self.names = tuple(specs)
-        self.library = np.stack([joint_angles_to_rotmat(key_pose_angles(s))
-                                 for s in specs.values()])
+        if isinstance(key_poses, dict):
+            self.library = _library(tuple(specs.values()))
+        else:
+            self.library = _named_library(self.names)
         self.pool = self._pool(pose_pool, pool_rest)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
