@@ -88,3 +88,17 @@ def test_unreadable_backgrounds_are_skipped_and_counted(tmp_path):
         img, _ = source.sample(rng, 32, 24)
         assert img.shape == (24, 32, 3)
     assert source.skipped == [str(tmp_path / "broken.jpg")]
+
+
+def test_people_mostly_face_the_camera():
+    """Yaw: N(0, facing_std) with probability 1 - facing_uniform_prob, else uniform."""
+    engine = SceneEngine.__new__(SceneEngine)
+    engine.config = SceneConfig(facing_std_deg=45.0, facing_uniform_prob=0.25)
+    rng = np.random.default_rng(0)
+    yaw = np.rad2deg([engine._yaw(rng) for _ in range(4000)])
+    assert np.all(np.abs(yaw) <= 180)
+    frontal = np.mean(np.abs(yaw) < 90)  # 0.75 * P(|N(0,45)| < 90) + 0.25 * 0.5 = 0.84
+    assert 0.81 < frontal < 0.87
+    engine.config = SceneConfig(facing_uniform_prob=1.0)
+    yaw = np.rad2deg([engine._yaw(rng) for _ in range(4000)])
+    assert 0.47 < np.mean(np.abs(yaw) < 90) < 0.53

@@ -1,4 +1,7 @@
-"""The ``hmrkit`` command: ``hmrkit demo`` (more subcommands arrive with their issues)."""
+"""The ``hmrkit`` command: ``demo``, ``synth``, ``train``, ``evaluate``, ``predict``, ``export``.
+
+``hmrkit train`` is Lightning's CLI (``hmrkit train --help``); the others are argparse.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,13 @@ import sys
 
 def _demo(args: argparse.Namespace) -> int:
     from hmrkit.demo import run_demo
+    from hmrkit.models.checkpoints import CheckpointError
 
-    run_demo(out=args.out, num_bodies=args.num_bodies, seed=args.seed)
+    try:
+        run_demo(out=args.out, scenes=args.scenes, seed=args.seed, checkpoint=args.checkpoint)
+    except CheckpointError as err:
+        print(f"hmrkit demo: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -59,10 +67,12 @@ def _synth(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hmrkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="pose open Anny-24 bodies, write meshes and pictures")
+    demo = sub.add_parser("demo", help="synthetic scenes -> shipped model -> meshes, overlays, "
+                          "metrics next to the ground truth")
     demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    demo.add_argument("--num-bodies", type=int, default=8, help="bodies to pose (default: 8)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed for shapes")
+    demo.add_argument("--scenes", type=int, default=6, help="synthetic scenes (default: 6)")
+    demo.add_argument("--seed", type=int, default=0, help="scene seed offset (default: 0)")
+    demo.add_argument("--checkpoint", help="a method checkpoint (default: the shipped model)")
     demo.set_defaults(func=_demo)
 
     synth = sub.add_parser("synth", help="render labelled synthetic scenes into tar shards")
@@ -77,10 +87,47 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--benchmark", choices=("synth-v1", "synth-v1-hard"),
                        help="a fixed, seeded test set (overrides --seed/--split)")
     synth.set_defaults(func=_synth)
+
+    sub.add_parser("train", help="train a method from a YAML config (Lightning CLI; see "
+                   "'hmrkit train --help')", add_help=False)
+
+    from hmrkit import evaluate, predict  # light imports: torch loads in run()
+
+    ev = sub.add_parser("evaluate", help="metrics of a checkpoint on a split (JSON, Markdown)")
+    evaluate.add_arguments(ev)
+    ev.set_defaults(func=evaluate.run)
+    pr = sub.add_parser("predict", help="meshes, parameters and overlays for images or videos",
+                        description=predict.DESCRIPTION, epilog=predict.EPILOG,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    predict.add_arguments(pr)
+    pr.set_defaults(func=predict.run)
+    ex = sub.add_parser("export", help="the inference part of a checkpoint (small file)")
+    ex.add_argument("--checkpoint", required=True)
+    ex.add_argument("--out", required=True)
+    ex.add_argument("--float32", action="store_true", help="keep float32 weights (default fp16)")
+    ex.set_defaults(func=_export)
     return parser
 
 
+def _export(args: argparse.Namespace) -> int:
+    from hmrkit.models.checkpoints import CheckpointError, export_method
+
+    try:
+        summary = export_method(args.checkpoint, args.out, half=not args.float32)
+    except CheckpointError as err:
+        print(f"hmrkit export: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {summary['out']}: {summary['bytes'] / 1e6:.1f} MB, "
+          f"{summary['parameters'] / 1e6:.2f} M values")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        from hmrkit.train import main as train
+
+        return train(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -1,4 +1,7 @@
-"""Atomic file output: meshes, text.  A crash never leaves a half-written file in place."""
+"""Atomic file output: meshes, text, arrays, checkpoints.
+
+A crash never leaves a half-written file in place.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +27,13 @@ def _atomic(path: str | os.PathLike, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_torch_save(path: str | os.PathLike, obj) -> None:
+    """``torch.save`` through a temporary file and a rename (checkpoints)."""
+    import torch
+
+    _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

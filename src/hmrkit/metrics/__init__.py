@@ -13,7 +13,16 @@ from .image import epe
 from .pose import mpjpe, n_mpjpe, n_pve, pa_mpjpe, pa_pve, pve, root_align, w_mpjpe, w_pve
 from .shape import esv
 
+PROTOCOLS: dict[str, tuple[str, int | tuple[int, ...]]] = {
+    "lsp14": ("lsp14", (2, 3)),
+    "smpl24": ("joints", 0),
+}
+"""Evaluation joint sets: name -> (keypoint set of the body model, root joint(s) for MPJPE).
+``lsp14`` is the literature's 14-joint protocol (3DPW / H36M, SPIN's evaluation code) aligned
+at the mid-hip; ``smpl24`` is the body model's 24 joints aligned at the pelvis."""
+
 __all__ = [
+    "PROTOCOLS",
     "epe",
     "esv",
     "mpjpe",

@@ -58,6 +58,11 @@ class SceneConfig:
     """Probabilities of 1, 2, 3 people."""
     person_height_frac: tuple[float, float] = (0.35, 0.9)
     """Height of a lone person's silhouette as a fraction of the image height."""
+    facing_std_deg: float = 45.0
+    """Std of a person's yaw about the vertical (0 = facing the camera), like photos of people,
+    who mostly face the camera; clipped at 180 degrees."""
+    facing_uniform_prob: float = 0.25
+    """Probability that a person's yaw is uniform over the full circle instead."""
     occluder_prob: float = 0.25
     """Probability that a person gets a random occluder over part of the body."""
     background_folder: str | None = None
@@ -174,13 +179,19 @@ class SceneEngine:
             lowest = ground_y
         return transl, lowest
 
+    def _yaw(self, rng: np.random.Generator) -> float:
+        """Yaw of a person about the world vertical; 0 faces the camera (see SceneConfig)."""
+        if rng.random() < self.config.facing_uniform_prob:
+            return float(rng.uniform(-np.pi, np.pi))
+        return float(np.clip(rng.normal(0, np.deg2rad(self.config.facing_std_deg)), -np.pi, np.pi))
+
     def _people(self, cam: Camera, rng: np.random.Generator) -> list[dict]:
         n = 1 + int(rng.choice(len(self.config.people), p=self.config.people))
         poses = self.pose_sampler_cls(seed=int(rng.integers(2**31))).sample(n)
         betas = rng.normal(0, 1, (n, self.num_betas)).clip(-2.5, 2.5)
         people, ground = [], None
         for p in range(n):
-            yaw = rng.uniform(-np.pi, np.pi)
+            yaw = self._yaw(rng)
             world_orient = _rotation("y", yaw)
             orient = cam.cam_to_world.T @ world_orient
             with torch.no_grad():

@@ -9,6 +9,8 @@ YAML configs under ``configs/`` from them and saves them with every run.
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass, field
 
 import lightning as L
@@ -16,8 +18,14 @@ import torch
 from torch import Tensor
 
 from hmrkit.body import BodyModel, load_body_model
+from hmrkit.body.model import BodyOutput
 from hmrkit.geometry.cameras import crop_to_full_camera
-from hmrkit.metrics import mpjpe, pa_mpjpe, pve
+from hmrkit.metrics import PROTOCOLS, mpjpe, n_mpjpe, pa_mpjpe, pa_pve, pve
+
+log = logging.getLogger(__name__)
+
+MAX_NONFINITE_STEPS = 25
+"""Consecutive non-finite training losses tolerated (skipped) before training stops."""
 
 
 @dataclass
@@ -68,19 +76,27 @@ class MethodModule(L.LightningModule):
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         loss_weights: LossWeights | None = None,
+        lr_schedule: str = "constant",
+        warmup_steps: int = 0,
     ):
         """
         Args:
             body_model: body model name (``anny24``, ``smpl``): predicted parameters drive it.
             num_betas: shape coefficients predicted.
-            lr: Adam learning rate.
+            lr: Adam learning rate (SPIN: 5e-5, CLIFF: 1e-4 with batch 64 / 256).
             weight_decay: Adam weight decay.
             loss_weights: weights of the loss terms.
+            lr_schedule: ``constant`` (SPIN, CLIFF) or ``cosine`` decay to 0 at the
+                trainer's ``max_steps`` (short budgets).
+            warmup_steps: linear learning-rate warm-up steps.
         """
         super().__init__()
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
         self.body_model_name = body_model
         self.num_betas = num_betas
         self.lr, self.weight_decay = lr, weight_decay
+        self.lr_schedule, self.warmup_steps = lr_schedule, int(warmup_steps)
         self.loss_weights = loss_weights or LossWeights()
         self.body: BodyModel = load_body_model(body_model, num_betas=num_betas)
 
@@ -105,11 +121,22 @@ class MethodModule(L.LightningModule):
         return self.estimate(batch)
 
     # ---------------------------------------------------------------- Lightning
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         est = self(batch)
         losses = self.compute_losses(est, batch)
         total = sum(losses.values())
         bs = batch["image"].shape[0]
+        if not torch.isfinite(total):  # NaN guard: skip the step, stop if it keeps happening
+            self._nonfinite = getattr(self, "_nonfinite", 0) + 1
+            bad = sorted(k for k, v in losses.items() if not torch.isfinite(v))
+            log.warning("step %d: non-finite loss terms %s; step skipped", self.global_step, bad)
+            if self._nonfinite >= MAX_NONFINITE_STEPS:
+                raise FloatingPointError(
+                    f"{self._nonfinite} consecutive non-finite losses (last: {bad}); lower the "
+                    "learning rate or check the data"
+                )
+            return None
+        self._nonfinite = 0
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=bs)
         self.log("train/loss", total.detach(), prog_bar=True, batch_size=bs)
         return total
@@ -122,18 +149,52 @@ class MethodModule(L.LightningModule):
                      sync_dist=True)
 
     @torch.no_grad()
-    def evaluate_batch(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Per-sample MPJPE (pelvis-aligned, 24 joints), PA-MPJPE (LSP-14) and PVE (mm)."""
-        est = self(batch)
+    def evaluate_batch(self, batch: dict[str, Tensor], protocol: str = "lsp14",
+                       est: BodyEstimate | None = None) -> dict[str, Tensor]:
+        """Per-sample errors in mm against the labelled pose and shape.
+
+        ``protocol`` (:data:`PROTOCOLS`) picks the joints of MPJPE / PA-MPJPE / N-MPJPE and
+        their alignment root; PVE and PA-PVE use every vertex (each mesh's pelvis subtracted).
+        """
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol '{protocol}'; choose one of {sorted(PROTOCOLS)}")
+        est = self(batch) if est is None else est
         gt = self.body(batch["global_orient"], batch["body_pose"], batch["betas"])
-        pred_out = type(gt)(est.vertices, est.joints)
-        pred14, gt14 = self.body.keypoints(pred_out, "lsp14"), self.body.keypoints(gt, "lsp14")
+        pred = BodyOutput(est.vertices, est.joints)
+        joint_set, root = PROTOCOLS[protocol]
+        p, g = self.body.keypoints(pred, joint_set), self.body.keypoints(gt, joint_set)
         return {
-            "mpjpe": mpjpe(est.joints, gt.joints, root=0),
-            "pa_mpjpe": pa_mpjpe(pred14, gt14),
+            "mpjpe": mpjpe(p, g, root=root),
+            "pa_mpjpe": pa_mpjpe(p, g),
+            "n_mpjpe": n_mpjpe(p, g, root=root),
             "pve": pve(est.vertices, gt.vertices, pred_root=est.joints[:, 0],
                        gt_root=gt.joints[:, 0]),
+            "pa_pve": pa_pve(est.vertices, gt.vertices),
         }
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.lr_schedule == "constant" and self.warmup_steps == 0:
+            return optimizer
+        total = getattr(self.trainer, "max_steps", -1) if self._trainer is not None else -1
+        if self.lr_schedule == "cosine" and (total is None or total <= 0):
+            raise ValueError("lr_schedule 'cosine' needs the trainer's max_steps")
+        warmup = max(self.warmup_steps, 0)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if self.lr_schedule == "constant":
+                return 1.0
+            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Record the method class so :func:`hmrkit.models.checkpoints.load_method` can rebuild
+        it from the checkpoint alone."""
+        cls = type(self)
+        checkpoint["hmrkit"] = {"method": f"{cls.__module__}.{cls.__qualname__}"}

@@ -38,12 +38,15 @@ class HMR(MethodModule):
         image_size: int = 224,
         backbone_checkpoint: str | None = None,
         iterations: int = 3,
+        regressor_hidden: int = 1024,
         keypoint_sets: tuple[str, ...] = ("smpl24", "coco17"),
         body_model: str = "anny24",
         num_betas: int = 10,
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         loss_weights: LossWeights | None = None,
+        lr_schedule: str = "constant",
+        warmup_steps: int = 0,
     ):
         """
         Args:
@@ -51,24 +54,31 @@ class HMR(MethodModule):
             image_size: crop side in pixels.
             backbone_checkpoint: optional local weights for the backbone.
             iterations: regressor iterations (SPIN: 3).
+            regressor_hidden: width of the regressor's two hidden layers (SPIN: 1024).
             keypoint_sets: 2D keypoint sets supervised.
-            body_model, num_betas, lr, weight_decay, loss_weights: see :class:`MethodModule`.
+            body_model, num_betas, lr, weight_decay, loss_weights, lr_schedule, warmup_steps:
+                see :class:`MethodModule`.
         """
-        super().__init__(body_model, num_betas, lr, weight_decay, loss_weights)
+        super().__init__(body_model, num_betas, lr, weight_decay, loss_weights, lr_schedule,
+                         warmup_steps)
         self.save_hyperparameters()
         self.image_size = image_size
         self.keypoint_sets = tuple(keypoint_sets)
         self.backbone, dim = build_backbone(backbone, image_size, backbone_checkpoint)
         self.regressor = IterativeRegressor(
-            dim, self.info_dim, self.body.num_joints, num_betas, iterations=iterations
+            dim, self.info_dim, self.body.num_joints, num_betas, hidden=regressor_hidden,
+            iterations=iterations,
         )
+        # ImageNet statistics: samples hold RGB in [0, 1]; timm backbones expect normalised input
+        self.register_buffer("pixel_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("pixel_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
 
     def box_info(self, batch: dict[str, Tensor]) -> Tensor | None:
         """Extra regressor input describing the box (none for HMR)."""
         return None
 
     def estimate(self, batch: dict[str, Tensor]) -> BodyEstimate:
-        features = self.backbone(batch["image"])
+        features = self.backbone((batch["image"] - self.pixel_mean) / self.pixel_std)
         outs = self.regressor(features, self.box_info(batch))
         last = outs[-1]
         vertices, joints = self.pose_body(last.rotmat, last.betas)

@@ -1,0 +1,109 @@
+"""Checkpoints: atomic writes during training, loading a method from a file, small exports.
+
+A training checkpoint (Lightning) records the method's class and constructor arguments
+(``hparams``), so :func:`load_method` rebuilds the method from the file alone. An *export*
+(:func:`export_method`) keeps only what inference needs: class, arguments and the weights
+(optionally in float16), e.g. the demo's shipped model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from hmrkit.io import atomic_torch_save
+
+EXPORT_FORMAT = "hmrkit-method"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO that writes to a temporary file and renames it into place, so an
+    interrupted save never leaves a truncated ``.ckpt`` where resume would look."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        atomic_torch_save(path, checkpoint)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that does not exist or is not an hmrkit method."""
+
+
+def _init_arguments(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The method's constructor arguments (Lightning's CLI adds private ``_*`` entries)."""
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    return {k: v for k, v in hparams.items() if not k.startswith("_")}
+
+
+def _method_class(path: str, checkpoint: dict[str, Any]) -> type:
+    from hmrkit.models.methods import MethodModule
+
+    name = (checkpoint.get("hmrkit") or {}).get("method")
+    if not name:
+        raise CheckpointError(f"{path}: not an hmrkit method checkpoint (no 'hmrkit' entry)")
+    module, _, qualname = name.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), qualname)
+    except (ImportError, AttributeError) as err:
+        raise CheckpointError(f"{path}: method class {name} not found ({err})") from err
+    if not (isinstance(cls, type) and issubclass(cls, MethodModule)):
+        raise CheckpointError(f"{path}: {name} is not an hmrkit MethodModule")
+    return cls
+
+
+def read_checkpoint(path) -> dict[str, Any]:
+    """The checkpoint dictionary of ``path`` (CPU tensors); clear errors for bad files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+
+
+def load_method(path, device: str | torch.device = "cpu"):
+    """The method stored in ``path`` (a training checkpoint or an export), in eval mode."""
+    checkpoint = read_checkpoint(path)
+    cls = _method_class(str(path), checkpoint)
+    try:
+        model = cls(**_init_arguments(checkpoint))
+    except TypeError as err:
+        raise CheckpointError(f"{path}: arguments do not fit {cls.__name__} ({err})") from err
+    state = {k: v.float() if v.is_floating_point() else v
+             for k, v in checkpoint["state_dict"].items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not fit {cls.__name__}: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+    return model.to(device).eval()
+
+
+def export_method(checkpoint_path, out, half: bool = True) -> dict[str, Any]:
+    """Write the inference part of a training checkpoint to ``out`` (atomic); returns a summary.
+
+    Keeps the method class, its arguments and the weights (float16 if ``half``); drops the
+    optimizer state and callbacks.
+    """
+    checkpoint = read_checkpoint(checkpoint_path)
+    _method_class(str(checkpoint_path), checkpoint)
+    state = {k: v.half() if half and v.is_floating_point() else v
+             for k, v in checkpoint["state_dict"].items()}
+    export = {
+        "format": EXPORT_FORMAT,
+        "hmrkit": checkpoint["hmrkit"],
+        "hyper_parameters": _init_arguments(checkpoint),
+        "state_dict": state,
+        "global_step": checkpoint.get("global_step"),
+        "epoch": checkpoint.get("epoch"),
+    }
+    atomic_torch_save(out, export)
+    return {"out": str(out), "bytes": Path(out).stat().st_size,
+            "parameters": sum(v.numel() for v in state.values())}

@@ -1,0 +1,127 @@
+"""train / resume / evaluate / export end to end on a few synthetic samples (tiny config)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hmrkit.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "configs" / "tiny-cpu.yaml")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    assert main(["synth", "--n", "6", "--out", str(root / "train"), "--seed", "4"]) == 0
+    return root / "train"
+
+
+def _losses(run: Path) -> list[float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values = []
+    for events in sorted(run.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        values += [e.value for e in acc.Scalars("train/loss")] if "train/loss" in acc.Tags()[
+            "scalars"] else []
+    return values
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory) -> Path:
+    """A tiny run: 8 steps, then resumed to 12 (same run folder)."""
+    work = tmp_path_factory.mktemp("train")
+    args = ["train", "--config", TINY, "--data.train", str(data), "--data.val", str(data),
+            "--data.augment", "null", "--trainer.logger.init_args.save_dir", str(work / "runs")]
+    assert main([*args, "--trainer.max_steps", "8"]) == 0
+    run = work / "runs" / "tiny-cpu" / "version_0"
+    first = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert first["global_step"] == 8
+    assert main([*args, "--trainer.max_steps", "12", "--resume", "last"]) == 0
+    assert not (work / "runs" / "tiny-cpu" / "version_1").exists()
+    return run
+
+
+def test_training_writes_config_and_checkpoints_and_the_loss_goes_down(trained):
+    assert (trained / "config.yaml").is_file()
+    last = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 12  # resumed from step 8, not restarted
+    assert last["hmrkit"]["method"] == "hmrkit.models.methods.hmr.HMR"
+    assert not list(trained.glob("checkpoints/*.tmp"))
+    losses = _losses(trained)
+    assert len(losses) >= 10 and all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+
+
+def test_evaluate_and_export(trained, data, tmp_path, capsys):
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--data", str(data),
+                 "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["count"] > 0
+    for name in ("mpjpe", "pa_mpjpe", "n_mpjpe", "pve", "pa_pve"):
+        assert 0 < metrics["overall"][name] < 2000
+    assert metrics["overall"]["pa_mpjpe"] <= metrics["overall"]["mpjpe"] + 1e-6
+    assert "PA-MPJPE" in (out / "metrics.md").read_text()
+    # the export reloads to the same predictions, in half the size
+    exported = tmp_path / "model.pt"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(exported)]) == 0
+    assert exported.stat().st_size < 0.6 * ckpt.stat().st_size
+    out2 = tmp_path / "eval2"
+    assert main(["evaluate", "--checkpoint", str(exported), "--data", str(data),
+                 "--out", str(out2)]) == 0
+    again = json.loads((out2 / "metrics.json").read_text())["overall"]
+    assert again["pa_mpjpe"] == pytest.approx(metrics["overall"]["pa_mpjpe"], abs=1.0)
+
+
+def test_mean_pose_floor_is_evaluated(data, tmp_path):
+    assert main(["evaluate", "--method", "mean-pose", "--data", str(data),
+                 "--out", str(tmp_path), "--protocol", "smpl24"]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["protocol"] == "smpl24" and metrics["overall"]["pa_mpjpe"] > 10
+
+
+def test_config_key_typo_names_the_key(data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--config", TINY, "--data.train", str(data), "--model.init_args.backbon",
+              "resnet18"])
+    assert exc.value.code != 0
+    assert "backbon" in capsys.readouterr().err
+
+
+def test_missing_checkpoint_is_a_clear_error(data, tmp_path, capsys):
+    missing = tmp_path / "nope.ckpt"
+    assert main(["evaluate", "--checkpoint", str(missing), "--data", str(data),
+                 "--out", str(tmp_path)]) == 2
+    assert f"checkpoint {missing} does not exist" in capsys.readouterr().err
+    not_a_ckpt = tmp_path / "bad.ckpt"
+    not_a_ckpt.write_bytes(b"not a checkpoint")
+    assert main(["export", "--checkpoint", str(not_a_ckpt), "--out", str(tmp_path / "x")]) == 2
+    assert str(not_a_ckpt) in capsys.readouterr().err
+
+
+def test_nonfinite_losses_are_skipped_then_stop_training():
+    from hmrkit.models.methods import HMR
+    from hmrkit.models.methods.base import MAX_NONFINITE_STEPS
+
+    model = HMR(backbone="resnet18", image_size=32, regressor_hidden=16)
+    model.compute_losses = lambda est, batch: {"x": torch.tensor(float("nan"))}
+    model.estimate = lambda batch: None
+    batch = {"image": torch.zeros(2, 3, 32, 32)}
+    for _ in range(MAX_NONFINITE_STEPS - 1):
+        assert model.training_step(batch, 0) is None
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        model.training_step(batch, 0)
+def test_cli_protocols_match_the_metrics():
+    from hmrkit.evaluate import PROTOCOLS
+    from hmrkit.metrics import PROTOCOLS as DEFINED
+
+    assert set(PROTOCOLS) == set(DEFINED)
