@@ -8,7 +8,9 @@ temporary folder that must stay empty.  ``-m slow`` rebuilds everything with ``a
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -395,3 +397,92 @@ def test_rebuild_reproduces_shipped_files(anny_user_cache, models, rig, tmp_path
     new_rig = a24.load_anny_rig(paths[-1])
     for key, value in rig.arrays.items():
         np.testing.assert_allclose(new_rig.arrays[key], value, atol=1e-5, err_msg=key)
+
+
+# ---------------------------------------------------------------------- shape table
+@pytest.fixture
+def fresh_shape_table():
+    a24._shape_table.cache_clear()
+    yield
+    a24._shape_table.cache_clear()
+
+
+def test_shape_table_loads_without_anny(monkeypatch, fresh_shape_table):
+    monkeypatch.setitem(sys.modules, "anny", None)  # any `import anny` fails
+    with pytest.raises(ImportError):
+        import anny  # noqa: F401
+    counts = {"adults": 8192, "children": 4096}
+    for population in a24.SHAPE_POPULATIONS:
+        phen, betas = a24.load_shape_table(population)
+        assert phen.shape == (counts[population], 6) and phen.dtype == np.float16
+        assert betas.shape == (counts[population], 16) and betas.dtype == np.float32
+        assert np.isfinite(betas).all()
+        _, b10 = a24.load_shape_table(population, num_betas=10)
+        np.testing.assert_array_equal(b10, betas[:, :10])
+    header = a24.shape_table_header()
+    assert header["num_betas"] == 16 and header["phenotype_names"] == list(a24.PHENOTYPES)
+    assert header["shape_space"] == {k: a24.SHIPPED[k] for k in build.SPACE_KEYS}
+    for population, info in header["populations"].items():
+        assert (info["count"], info["seed"]) == (counts[population], build.SHAPE_TABLE[population][1])
+        for k in ("k10", "k16"):
+            assert set(info["projection_error_mm"][k]) == {"mean", "max"}
+    with pytest.raises(ValueError, match="choose from"):
+        a24.load_shape_table("all")
+    with pytest.raises(ValueError, match="num_betas"):
+        a24.load_shape_table("adults", num_betas=17)
+
+
+def test_shape_table_populations():
+    """Adults: whitened PCA betas (about N(0, I)); children: smaller, off that distribution,
+    and projected with larger errors (the shape space was fit on adults)."""
+    ap, ab = a24.load_shape_table("adults")
+    cp, cb = a24.load_shape_table("children")
+    age = a24.PHENOTYPES.index("age")
+    assert ap[:, age].min() >= 2 / 3 - 1e-3 and ap[:, age].max() <= 1
+    lo, hi = a24.POPULATIONS["children"]["age"]
+    assert cp[:, age].min() >= lo - 1e-3 and cp[:, age].max() <= hi + 1e-3
+    assert np.abs(ab[:, :10].mean(0)).max() < 0.1
+    np.testing.assert_allclose(ab[:, :10].std(0), 1.0, atol=0.1)
+    assert np.abs(cb[:, :10].mean(0)).max() > 1.0  # not the adult distribution
+    model = BodyModel(a24.load_anny24("decimated", 16), dtype=F64)
+
+    def heights(betas):
+        rest, _ = model.rest(torch.as_tensor(betas[:500], dtype=F64))
+        return (rest[..., 1].amax(1) - rest[..., 1].amin(1)).numpy()
+
+    assert 1.75 < heights(ab).mean() < 1.9 and 1.1 < heights(cb).mean() < 1.35
+    err = build.shape_table_errors(a24.shape_table_header())
+    assert err["adults"]["k10"]["mean"] < 1.5 and err["adults"]["k16"]["mean"] < 1.0
+    assert err["children"]["k10"]["mean"] > 3 * err["adults"]["k10"]["mean"]
+    for population in err:
+        assert err[population]["k16"]["mean"] <= err[population]["k10"]["mean"]
+
+
+@needs_anny
+def test_shape_table_betas_are_projected_phenotypes(rig):
+    for population in a24.SHAPE_POPULATIONS:
+        phen, betas = a24.load_shape_table(population)
+        ours = rig.betas_from_phenotypes(torch.as_tensor(phen[::64], dtype=F64)).numpy()
+        np.testing.assert_allclose(ours, betas[::64], rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+@needs_anny
+def test_rewrite_shape_table_reproduces_shipped_file(anny_user_cache, tmp_path):
+    from hmrkit.io import load_npz_with_header
+
+    path, header = build.write_shape_table(tmp_path)
+    header = json.loads(json.dumps(header))
+    shipped = a24.shape_table_header()
+    assert {k: v for k, v in header.items() if k != "populations"} == {
+        k: v for k, v in shipped.items() if k != "populations"}
+    for population, info in shipped["populations"].items():
+        new = header["populations"][population]
+        assert (new["count"], new["seed"]) == (info["count"], info["seed"])
+        for k, err in info["projection_error_mm"].items():
+            assert new["projection_error_mm"][k] == pytest.approx(err, rel=1e-6)
+    again, _ = load_npz_with_header(path, "Anny-24 shape table")
+    arrays, _ = load_npz_with_header(a24.data_file(a24.SHAPE_TABLE_FILE), "Anny-24 shape table")
+    assert set(again) == set(arrays)
+    for key, value in arrays.items():
+        np.testing.assert_allclose(again[key], value, rtol=0, atol=1e-5, err_msg=key)

@@ -102,3 +102,76 @@ def test_people_mostly_face_the_camera():
     engine.config = SceneConfig(facing_uniform_prob=1.0)
     yaw = np.rad2deg([engine._yaw(rng) for _ in range(4000)])
     assert 0.47 < np.mean(np.abs(yaw) < 90) < 0.53
+
+
+def test_bad_shapes_config_names_the_choices():
+    with pytest.raises(ValueError, match="shapes must be one of .*'pca-gaussian'.*'adults'.*"
+                                         "'adults\\+children'.*got 'bogus'"):
+        SceneConfig(shapes="bogus")
+    with pytest.raises(ValueError, match="children_prob must be in"):
+        SceneConfig(shapes="adults+children", children_prob=1.5)
+
+
+def test_default_shapes_draw_as_before(engine):
+    """``shapes="pca-gaussian"`` (the default) keeps the original betas draw and rng stream:
+    replay the old formula ``rng.normal(0, 1, (n, K)).clip(-2.5, 2.5)``."""
+    from hmrkit.data.synthetic.scene import sample_camera, scene_rng
+
+    cfg = engine.config
+    assert cfg.shapes == "pca-gaussian" and engine.shape_tables == {}
+    for i in range(3):
+        rng = scene_rng(cfg, i)
+        people = engine._people(sample_camera(cfg, rng), rng)
+        old = scene_rng(cfg, i)
+        sample_camera(cfg, old)
+        n = 1 + int(old.choice(len(cfg.people), p=cfg.people))
+        old.integers(2**31)  # the pose sampler's seed
+        betas = old.normal(0, 1, (n, engine.num_betas)).clip(-2.5, 2.5)
+        np.testing.assert_array_equal(np.stack([p["betas"] for p in people]), betas)
+    rng, old = np.random.default_rng(1), np.random.default_rng(1)
+    np.testing.assert_array_equal(
+        engine._betas(rng, 3), old.normal(0, 1, (3, engine.num_betas)).clip(-2.5, 2.5))
+    assert rng.bit_generator.state == old.bit_generator.state
+
+
+def test_children_make_shorter_people():
+    """Shapes come from the Anny tables; with children, people are shorter on average."""
+    import dataclasses
+
+    import torch
+
+    from hmrkit.body.anny24 import load_shape_table
+
+    engine = SceneEngine(SceneConfig(shapes="adults+children", children_prob=0.5,
+                                     people=(1.0,), occluder_prob=0.0))
+    K = engine.num_betas
+    tables = {p: load_shape_table(p, K)[1] for p in ("adults", "children")}
+    assert {p: t.shape for p, t in engine.shape_tables.items()} == {
+        p: t.shape for p, t in tables.items()}
+
+    def draw(shapes, n=600):
+        engine.config = dataclasses.replace(engine.config, shapes=shapes)
+        betas = engine._betas(np.random.default_rng(0), n)
+        assert betas.shape == (n, K) and betas.dtype == np.float64
+        rest, _ = engine.body.rest(torch.as_tensor(betas))
+        return betas, (rest[..., 1].amax(1) - rest[..., 1].amin(1)).numpy()
+
+    def is_row(betas, table):
+        return (np.abs(betas[:, None] - table[None]).max(-1) < 1e-6).any(1)
+
+    adult_betas, adult_h = draw("adults")
+    assert is_row(adult_betas, tables["adults"]).all()
+    mixed_betas, mixed_h = draw("adults+children")
+    child = is_row(mixed_betas, tables["children"])
+    assert np.all(child | is_row(mixed_betas, tables["adults"]))
+    assert 0.42 < child.mean() < 0.58
+    assert adult_h.mean() > 1.75 and mixed_h[child].mean() < 1.35
+    assert mixed_h.mean() < adult_h.mean() - 0.2
+
+    engine.config = dataclasses.replace(engine.config, children_prob=1.0)
+    scene = engine.render(0)  # a child, placed and labelled like anyone
+    betas = scene["labels"]["betas"][0]
+    assert is_row(betas[None], tables["children"])[0]
+    rest, _ = engine.body.rest(torch.as_tensor(betas, dtype=torch.float64)[None])
+    assert float(rest[0, :, 1].max() - rest[0, :, 1].min()) < 1.9
+    assert (scene["instances"] == 1).sum() > 500

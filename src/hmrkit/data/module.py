@@ -14,6 +14,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from hmrkit.data.augment import AugmentConfig
 from hmrkit.data.formats import build_dataset, evenly_spaced
 
+SPIN_AUGMENTATION = AugmentConfig()
+"""The default training augmentation (SPIN's settings; never modified)."""
+
+
 class HMRDataModule(L.LightningDataModule):
     """Training and validation data for every method (DDP-ready: Lightning adds samplers)."""
 
@@ -28,7 +32,7 @@ class HMRDataModule(L.LightningDataModule):
         rois: int = 1,
         batch_size: int = 32,
         num_workers: int = 2,
-        augment: AugmentConfig | None = AugmentConfig(),
+        augment: AugmentConfig | None = SPIN_AUGMENTATION,
         max_val_samples: int | None = 512,
         max_train_samples: int | None = None,
     ):

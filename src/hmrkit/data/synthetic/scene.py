@@ -25,6 +25,7 @@ import torch
 from scipy.special import erfinv
 
 from hmrkit.body import load_body_model
+from hmrkit.body.anny24 import load_shape_table
 from hmrkit.data.shards import encode_image, encode_npz
 from hmrkit.data.synthetic.appearance import Outfit, paint_texture
 from hmrkit.data.synthetic.backgrounds import BackgroundSource
@@ -34,6 +35,8 @@ from hmrkit.render.maps import _interpolate_corners, sample_texture, vertex_norm
 
 SPLITS = ("train", "val", "test")
 KEYPOINT_SETS = ("smpl24", "coco17", "lsp14")
+SHAPES = {"pca-gaussian": (), "adults": ("adults",), "adults+children": ("adults", "children")}
+"""Choices of :attr:`SceneConfig.shapes` and the shape tables (populations) each draws from."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,15 @@ class SceneConfig:
     """Probabilities of 1, 2, 3 people."""
     person_height_frac: tuple[float, float] = (0.35, 0.9)
     """Height of a lone person's silhouette as a fraction of the image height."""
+    shapes: str = "pca-gaussian"
+    """Body shapes (betas), one of :data:`SHAPES`: ``"pca-gaussian"``: ``N(0, 1)`` per
+    component clipped at 2.5 (the Anny-24 PCA space is whitened over adults, so this
+    approximates adults); ``"adults"``: shapes of real Anny adult phenotypes, rows of the
+    shipped table (:func:`hmrkit.body.anny24.load_shape_table`); ``"adults+children"``: a
+    child's row with probability ``children_prob``, an adult's otherwise (children: Anny
+    ages of about 3 to 14 years, projected onto the adult shape space)."""
+    children_prob: float = 0.3
+    """Probability that a person is a child, with ``shapes="adults+children"`` only."""
     facing_std_deg: float = 45.0
     """Std of a person's yaw about the vertical (0 = facing the camera), like photos of people,
     who mostly face the camera; clipped at 180 degrees."""
@@ -76,6 +88,10 @@ class SceneConfig:
             raise ValueError(f"split must be one of {SPLITS}, got '{self.split}'")
         if abs(sum(self.people) - 1) > 1e-6:
             raise ValueError(f"people probabilities must sum to 1, got {self.people}")
+        if self.shapes not in SHAPES:
+            raise ValueError(f"shapes must be one of {tuple(SHAPES)}, got '{self.shapes}'")
+        if not 0.0 <= self.children_prob <= 1.0:
+            raise ValueError(f"children_prob must be in [0, 1], got {self.children_prob}")
 
 
 BENCHMARKS: dict[str, SceneConfig] = {
@@ -150,6 +166,10 @@ class SceneEngine:
         self.texcoords = data.texcoords.astype(np.float64)
         self.vertex_parts = data.lbs_weights.argmax(1)  # IUV part = dominant joint (24 parts)
         self.num_betas = data.num_betas
+        self.shape_tables = {  # betas of sampled Anny phenotypes, truncated to num_betas
+            p: load_shape_table(p, self.num_betas)[1].astype(np.float64)
+            for p in SHAPES[config.shapes]
+        }
         self.backgrounds = BackgroundSource(config.background_folder)
         self.pose_sampler_cls = PoseSampler
         R = config.texture_resolution
@@ -185,10 +205,22 @@ class SceneEngine:
             return float(rng.uniform(-np.pi, np.pi))
         return float(np.clip(rng.normal(0, np.deg2rad(self.config.facing_std_deg)), -np.pi, np.pi))
 
+    def _betas(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Shapes (n, num_betas) of ``n`` people, as :attr:`SceneConfig.shapes` says."""
+        if self.config.shapes == "pca-gaussian":  # the original draw: keep its rng calls
+            return rng.normal(0, 1, (n, self.num_betas)).clip(-2.5, 2.5)
+        adults = self.shape_tables["adults"]
+        betas = adults[rng.integers(len(adults), size=n)]
+        if self.config.shapes == "adults+children":
+            children = self.shape_tables["children"]
+            child = rng.random(n) < self.config.children_prob
+            betas = np.where(child[:, None], children[rng.integers(len(children), size=n)], betas)
+        return betas
+
     def _people(self, cam: Camera, rng: np.random.Generator) -> list[dict]:
         n = 1 + int(rng.choice(len(self.config.people), p=self.config.people))
         poses = self.pose_sampler_cls(seed=int(rng.integers(2**31))).sample(n)
-        betas = rng.normal(0, 1, (n, self.num_betas)).clip(-2.5, 2.5)
+        betas = self._betas(rng, n)
         people, ground = [], None
         for p in range(n):
             yaw = self._yaw(rng)
