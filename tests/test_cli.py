@@ -10,14 +10,25 @@ import torch
 from hmrkit.cli import main
 
 
-def test_demo_writes_meshes_picture_and_index(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--num-bodies", "2"]) == 0
+def test_demo_runs_the_shipped_model_next_to_the_ground_truth(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--scenes", "2"]) == 0
     index = json.loads((tmp_path / "index.json").read_text())
-    assert len(index["bodies"]) == 2
-    for body in index["bodies"]:
-        assert (tmp_path / body["mesh"]).stat().st_size > 100_000
-    assert (tmp_path / "bodies.png").stat().st_size > 10_000
-    assert "| body | pose |" in capsys.readouterr().out
+    assert index["model"].endswith("cliff-r18-96-synth.pt") and index["persons"] >= 2
+    for scene in index["scenes"]:
+        for view in ("image", "pred", "true", "pred_side", "true_side"):
+            assert (tmp_path / f"{scene['scene']}_{view}.png").stat().st_size > 1000
+        for kind in ("pred", "true"):
+            assert (tmp_path / "meshes" / f"{scene['scene']}_p0_{kind}.glb").is_file()
+    assert (tmp_path / "demo.png").stat().st_size > 10_000
+    table = capsys.readouterr().out
+    assert "| cliff-r18-96-synth | all |" in table and "| mean pose | all |" in table
+    assert 0 < index["metrics"]["cliff-r18-96-synth"]["pa_mpjpe"] < 1000
+
+
+def test_demo_with_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--scenes", "1",
+                 "--checkpoint", str(tmp_path / "none.pt")]) == 2
+    assert "none.pt does not exist" in capsys.readouterr().err
 
 
 def test_synth_writes_shards_the_reader_feeds_to_a_loader(tmp_path):

@@ -116,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             model, name = METHODS[args.method](), args.method
         crop = int(getattr(model, "image_size", 64))
-        dataset = build_dataset(args.format, args.data, crop, split=args.split,
+        rois = int(getattr(model, "num_rois", 1))
+        dataset = build_dataset(args.format, args.data, crop, rois=rois, split=args.split,
                                 image_root=args.image_root)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"hmrkit evaluate: {err}", file=sys.stderr)

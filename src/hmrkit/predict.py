@@ -366,11 +366,17 @@ def load_model(checkpoint: str, device: str):
         raise PredictError(f"cannot load the method of {checkpoint}: {err}") from None
 
 
-def make_batch(people: list[tuple[np.ndarray, Box, float]], res: int) -> dict:
-    """Model input for ``(image, box, focal)`` persons: crops, boxes and cameras (float32)."""
+def make_batch(people: list[tuple[np.ndarray, Box, float]], res: int, rois: int = 1) -> dict:
+    """Model input for ``(image, box, focal)`` persons: crops, boxes and cameras (float32).
+
+    ``rois > 1`` (Multi-RoI methods) also adds the ``rois/*`` keys: the first ``rois`` RoIs of
+    :func:`hmrkit.data.rois.multi_roi_boxes` around each box, cropped the same way (RoI 0 is the
+    box itself), as datasets built with ``rois=M`` hold them.
+    """
     import torch
 
     from hmrkit.data.public import _warp_crop
+    from hmrkit.data.rois import multi_roi_boxes
     from hmrkit.geometry.crops import crop_matrix
 
     center = torch.tensor(np.stack([box[0] for _, box, _ in people]), dtype=torch.float64)
@@ -387,6 +393,16 @@ def make_batch(people: list[tuple[np.ndarray, Box, float]], res: int) -> dict:
         "focal": torch.tensor([f for _, _, f in people], dtype=torch.float64),
         "principal_point": wh / 2,
     }
+    if rois > 1:
+        centers, sizes = multi_roi_boxes(center, size, m=rois)  # (P, M, 2), (P, M)
+        roi_affine = crop_matrix(centers.reshape(-1, 2), sizes.reshape(-1), res)
+        roi_affine = roi_affine.reshape(len(people), rois, 2, 3)
+        roi_crops = [[crops[i]] + [_warp_crop(image, roi_affine[i, m].numpy(), res)
+                                   for m in range(1, rois)]  # RoI 0 is the box's own crop
+                     for i, (image, _, _) in enumerate(people)]
+        batch["rois/image"] = torch.from_numpy(np.stack(roi_crops)).permute(0, 1, 4, 2, 3)
+        batch["rois/box_center"], batch["rois/box_size"] = centers, sizes
+        batch["rois/crop_affine"] = roi_affine
     return {k: v.float().contiguous() for k, v in batch.items()}
 
 
@@ -397,7 +413,7 @@ def unpack(est, batch: dict) -> list[dict[str, np.ndarray]]:
     transl = est.transl.detach().cpu().double()
     joints = est.joints.detach().cpu().double() + transl[:, None]
     vertices = est.vertices.detach().cpu().double() + transl[:, None]
-    b = {k: v.detach().cpu().double() for k, v in batch.items() if k != "image"}
+    b = {k: v.detach().cpu().double() for k, v in batch.items() if not k.endswith("image")}
     keypoints = project_perspective(joints, b["focal"], b["principal_point"])
     rotmat = est.rotmat.detach().cpu().double()
     fields = {
@@ -416,9 +432,10 @@ def estimate(model, people: list, device, batch_size: int) -> list[dict[str, np.
     import torch
 
     res = int(getattr(model, "image_size", DEFAULT_CROP_SIZE))
+    rois = int(getattr(model, "num_rois", 1))
     results = []
     for start in range(0, len(people), batch_size):
-        batch = make_batch(people[start : start + batch_size], res)
+        batch = make_batch(people[start : start + batch_size], res, rois)
         with torch.no_grad():
             est = model({k: v.to(device) for k, v in batch.items()})
         results += unpack(est, batch)

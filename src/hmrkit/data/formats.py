@@ -44,8 +44,10 @@ def build_dataset(
     if format not in FORMATS:
         raise ValueError(f"unknown data format '{format}'; choose one of {FORMATS}")
     if format == "synth":
-        from hmrkit.data.dataset import SyntheticDataset
+        from hmrkit.data.dataset import ROI_KEYS, SyntheticDataset
 
+        if rois > 1 and keys is not None:  # the Multi-RoI crops and boxes come along
+            keys = (*keys, *(k for k in ROI_KEYS if k not in keys))
         return SyntheticDataset(path, split=split, crop_size=crop_size, rois=rois,
                                 augment=augment, keys=keys)
     if rois != 1:

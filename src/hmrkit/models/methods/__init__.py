@@ -4,8 +4,12 @@ from .base import BodyEstimate, LossWeights, MethodModule
 from .cliff import CLIFF
 from .hmr import HMR
 from .mean_pose import MeanPose
+from .multiroi import MultiRoI
 
-METHODS: dict[str, type[MethodModule]] = {"hmr": HMR, "cliff": CLIFF, "mean-pose": MeanPose}
+METHODS: dict[str, type[MethodModule]] = {
+    "hmr": HMR, "cliff": CLIFF, "mean-pose": MeanPose, "multiroi": MultiRoI,
+}
 """Method names (``hmrkit evaluate --method``, configs) -> classes."""
 
-__all__ = ["METHODS", "BodyEstimate", "CLIFF", "HMR", "LossWeights", "MeanPose", "MethodModule"]
+__all__ = ["METHODS", "BodyEstimate", "CLIFF", "HMR", "LossWeights", "MeanPose", "MethodModule",
+           "MultiRoI"]
