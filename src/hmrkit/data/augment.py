@@ -416,3 +416,25 @@ def warp_layer(layer: np.ndarray | None, affine: np.ndarray, size: int) -> np.nd
         layer, a_cv, (size, size), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT
     )
 
+
+class EpochSeededAugmentation:
+    """Mixin of the datasets: per-epoch, per-item augmentation parameters.
+
+    Needs ``self.augment`` (an :class:`AugmentConfig` or None) and ``self.epoch``.
+    """
+
+    augment: AugmentConfig | None
+    epoch: int
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch for seeded augmentation (call before each epoch; with persistent DataLoader
+        workers the change does not reach the workers' copies)."""
+        self.epoch = int(epoch)
+
+    def augmentation_params(self, index: int) -> AugmentParams:
+        """The augmentation item ``index`` gets in the current epoch (identity if none)."""
+        if self.augment is None:
+            return AugmentParams()
+        rng = augmentation_rng(self.augment.seed, self.epoch, index)
+        return sample_augmentation(rng, self.augment)
+

@@ -48,11 +48,9 @@ from torch.utils.data import Dataset
 
 from hmrkit.data.augment import (
     AugmentConfig,
-    AugmentParams,
+    EpochSeededAugmentation,
     augment_box,
-    augmentation_rng,
     occluder_layer,
-    sample_augmentation,
     transform_labels,
     view_change,
     warp_layer,
@@ -120,7 +118,7 @@ def _resolve_folder(root, split: str | None) -> Path:
     return folder
 
 
-class SyntheticDataset(Dataset):
+class SyntheticDataset(EpochSeededAugmentation, Dataset):
     """Persons of the scene records in ``root/split`` as Samples (see the module doc).
 
     Args:
@@ -257,18 +255,6 @@ class SyntheticDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self._items)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Epoch for seeded augmentation (call before each epoch; with persistent DataLoader
-        workers the change does not reach the workers' copies)."""
-        self.epoch = int(epoch)
-
-    def augmentation_params(self, index: int) -> AugmentParams:
-        """The augmentation item ``index`` gets in the current epoch (identity if none)."""
-        if self.augment is None:
-            return AugmentParams()
-        rng = augmentation_rng(self.augment.seed, self.epoch, index)
-        return sample_augmentation(rng, self.augment)
 
     def _reader(self, s: int) -> ShardReader:
         self._lru[s] = None

@@ -63,13 +63,11 @@ from hmrkit.body.keypoints import (
 )
 from hmrkit.data.augment import (
     AugmentConfig,
-    AugmentParams,
+    EpochSeededAugmentation,
     apply_color,
     apply_occluders,
     augment_box,
-    augmentation_rng,
     occluder_layer,
-    sample_augmentation,
     transform_labels,
     view_change,
 )
@@ -304,7 +302,7 @@ def _vis(x) -> np.ndarray:
     return (np.asarray(x, dtype=np.float64) > 0).astype(np.float64)
 
 
-class _PublicDataset(Dataset):
+class _PublicDataset(EpochSeededAugmentation, Dataset):
     """Image loading with optional skipping, augmentation and cropping for the readers."""
 
     def __init__(
@@ -344,17 +342,6 @@ class _PublicDataset(Dataset):
 
     def _person(self, index: int, width: int, height: int) -> _Person:
         raise NotImplementedError
-
-    def set_epoch(self, epoch: int) -> None:
-        """Epoch for seeded augmentation (as :meth:`SyntheticDataset.set_epoch`)."""
-        self.epoch = int(epoch)
-
-    def augmentation_params(self, index: int) -> AugmentParams:
-        """The augmentation item ``index`` gets in the current epoch (identity if none)."""
-        if self.augment is None:
-            return AugmentParams()
-        rng = augmentation_rng(self.augment.seed, self.epoch, index)
-        return sample_augmentation(rng, self.augment)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         name = type(self).__name__
