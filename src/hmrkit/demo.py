@@ -5,7 +5,7 @@ apart from the training and benchmark data), runs hmrkit's best shipped model on
 person, and writes next to the ground truth: the input image, the predicted and the true
 mesh over it, side views of both, and the meshes (OBJ, PLY, GLB); then it prints the metrics
 of the model and of the mean-pose floor on these people. The shipped model and the command
-that trained it are described in ``docs/shipped-model.md``.
+that trained it are described in ``docs/baselines.md``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 SHIPPED_MODEL = "cliff-r18-96-synth.pt"
-"""File name of the shipped model in ``hmrkit/models/weights`` (docs/shipped-model.md)."""
+"""File name of the shipped model in ``hmrkit/models/weights`` (docs/baselines.md)."""
 DEMO_SEED = 1000
 """Scene seed of the demo (synth-v1 uses 1, the training data 0)."""
 
