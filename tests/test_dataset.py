@@ -327,3 +327,22 @@ def test_jpeg_records_and_missing_members(tmp_path):
     assert s["has_mask"] == s["has_iuv"] == s["has_depth"] == 0
     assert not s["mask"].any() and s["iuv"].shape == (3, 48, 48) and s["image"].mean() > 0.05
     assert cv2 is not None
+
+
+def test_synthetic_occluders_remove_pixels_from_the_dense_labels(root):
+    """An occluder over the crop centre hides the person there: mask, IUV and depth are 0."""
+    cfg = AugmentConfig(**{**NO_AUG, "occlusion_prob": 1.0}, occlusion_count=(1, 1),
+                        occlusion_size=(0.3, 0.3), occlusion_textured=0.0, seed=2)
+    clean = SyntheticDataset(root, "train", crop_size=64, persons="all")[0]
+    ds = SyntheticDataset(root, "train", crop_size=64, persons="all", augment=cfg)
+    occ = ds.augmentation_params(0).occluders[0]
+    s = ds[0]
+    x0, x1 = int(np.ceil(occ.x0 * 64)), int(occ.x1 * 64)
+    y0, y1 = int(np.ceil(occ.y0 * 64)), int(occ.y1 * 64)
+    inside = (slice(y0 + 1, y1 - 1), slice(x0 + 1, x1 - 1))
+    assert clean["mask"][inside].sum() > 0  # the person was there before
+    assert s["mask"][inside].sum() == 0 and s["depth"][inside].sum() == 0
+    assert s["iuv"][(slice(None), *inside)].abs().sum() == 0
+    outside = np.ones((64, 64), bool)
+    outside[max(y0 - 1, 0) : y1 + 2, max(x0 - 1, 0) : x1 + 2] = False
+    torch.testing.assert_close(s["mask"][outside], clean["mask"][outside])

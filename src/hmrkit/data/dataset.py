@@ -320,11 +320,11 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
         cv = affine_to_cv2(torch.from_numpy(full)).numpy()
 
         out: dict[str, Any] = {}
+        layer = occluder_layer(params, res)
         if image is not None:
             count = self.rois if "rois/image" in keys else 1
             crops = np.empty((count, 3, res, res), np.float32)
             gain = np.asarray(params.color_gain, np.float32) / np.iinfo(image.dtype).max
-            layer = occluder_layer(params, res)
             for m in range(count):
                 bgr = _warp(image, cv[m], res, cv2.INTER_LINEAR)
                 # HWC BGR uint -> CHW RGB float with the colour gain, in one pass
@@ -372,6 +372,13 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
             else:
                 out["depth"], out["has_depth"] = zero, 0.0
 
+        if layer is not None:  # occluded pixels leave the person's dense labels
+            hidden = layer[..., 3] >= 0.5
+            for key in ("mask", "depth"):
+                if isinstance(out.get(key), np.ndarray):
+                    out[key] = np.where(hidden, np.float32(0), out[key])
+            if isinstance(out.get("iuv"), np.ndarray):
+                out["iuv"] = np.where(hidden[None], np.float32(0), out["iuv"])
         out["crop_affine"] = crop[0]
         out["box_center"] = center
         out["box_size"] = size
