@@ -14,6 +14,7 @@ GPU or many (``--trainer.accelerator gpu --trainer.devices 4 --trainer.strategy 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
@@ -68,11 +69,13 @@ class HMRKitCLI(LightningCLI):
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (a config and overrides), build method, data and trainer, and fit."""
-    cli = HMRKitCLI(
-        MethodModule, HMRDataModule, subclass_mode_model=True, args=argv, run=False,
-        save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
-        parser_kwargs={"prog": "hmrkit train", "description": __doc__.splitlines()[0]},
-    )
+    with warnings.catch_warnings():  # `hmrkit train ...` passes argv on purpose
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = HMRKitCLI(
+            MethodModule, HMRDataModule, subclass_mode_model=True, args=argv, run=False,
+            save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+            parser_kwargs={"prog": "hmrkit train", "description": __doc__.splitlines()[0]},
+        )
     trainer = cli.trainer
     trainer.fit(cli.model, cli.datamodule, ckpt_path=cli.config.get("resume"))
     if not trainer.interrupted:  # the final state, whatever the checkpoint interval
