@@ -48,7 +48,7 @@ def _check(x, shape: tuple, fn: str, name: str, want: str, ref=None) -> torch.Te
     return x
 
 
-def _per_sample(x, batch: int, like: torch.Tensor, fn: str, name: str) -> torch.Tensor:
+def per_sample(fn: str, x, batch: int, like: torch.Tensor, name: str) -> torch.Tensor:
     """A float, ``()``, ``(B,)`` or ``(B, 1)`` value -> ``(B,)`` in ``like``'s dtype/device."""
     x = torch.as_tensor(x, dtype=like.dtype, device=like.device)
     if x.dim() == 2 and x.shape[1] == 1:
@@ -60,7 +60,7 @@ def _per_sample(x, batch: int, like: torch.Tensor, fn: str, name: str) -> torch.
     return x
 
 
-def _per_sample_2(x, batch: int, like: torch.Tensor, fn: str, name: str) -> torch.Tensor:
+def per_sample_2(fn: str, x, batch: int, like: torch.Tensor, name: str) -> torch.Tensor:
     """A ``(2,)`` or ``(B, 2)`` value -> ``(B, 2)`` in ``like``'s dtype/device."""
     x = torch.as_tensor(x, dtype=like.dtype, device=like.device)
     if x.dim() == 1 and x.shape[0] == 2:
@@ -74,8 +74,8 @@ def _focal_xy(focal, batch: int, like: torch.Tensor, fn: str) -> torch.Tensor:
     """Focal as float, ``(B,)``, ``(B, 1)`` or ``(B, 2)`` ``(f_x, f_y)`` -> ``(B, 2)``."""
     f = torch.as_tensor(focal, dtype=like.dtype, device=like.device)
     if f.dim() == 2 and f.shape[1] == 2:
-        return _per_sample_2(f, batch, like, fn, "focal")
-    return _per_sample(f, batch, like, fn, "focal").unsqueeze(-1).expand(batch, 2)
+        return per_sample_2(fn, f, batch, like, "focal")
+    return per_sample(fn, f, batch, like, "focal").unsqueeze(-1).expand(batch, 2)
 
 
 def box_height(
@@ -91,7 +91,7 @@ def box_height(
         b = b[:, 1]
     if batch is None:
         return b[:, 0] if b.dim() == 2 and b.shape[1] == 1 else b
-    return _per_sample(b, batch, b if like is None else like, "box_height", "box_size")
+    return per_sample("box_height", b, batch, b if like is None else like, "box_size")
 
 
 # --------------------------------------------------------------------------- projections
@@ -120,7 +120,7 @@ def project_perspective(
         _check(transl, (batch, 3), fn, "transl", "(B, 3)", ("points", points))
         points = points + transl[:, None, :]
     f = _focal_xy(focal, batch, points, fn)
-    c = _per_sample_2(principal_point, batch, points, fn, "principal_point")
+    c = per_sample_2(fn, principal_point, batch, points, "principal_point")
     return points[..., :2] / points[..., 2:3] * f[:, None, :] + c[:, None, :]
 
 
@@ -173,8 +173,8 @@ def default_focal(image_size) -> torch.Tensor:
 
 def _box_offsets(cam_like, box_center, box_size, image_size, fn, square=True):
     batch = cam_like.shape[0]
-    c = _per_sample_2(box_center, batch, cam_like, fn, "box_center")
-    wh = _per_sample_2(image_size, batch, cam_like, fn, "image_size")
+    c = per_sample_2(fn, box_center, batch, cam_like, "box_center")
+    wh = per_sample_2(fn, image_size, batch, cam_like, "image_size")
     b = torch.as_tensor(box_size, dtype=cam_like.dtype, device=cam_like.device)
     if square and b.dim() == 2 and b.shape[1] == 2:
         raise ValueError(f"{fn}: box_size has shape {tuple(b.shape)}, expected (B,) square side")
@@ -192,7 +192,7 @@ def crop_to_full_camera(cam_crop, box_center, box_size, image_size, focal) -> to
     fn = "crop_to_full_camera"
     _check(cam_crop, (None, 3), fn, "cam_crop", "(B, 3) = (s, t_x, t_y)")
     off, b = _box_offsets(cam_crop, box_center, box_size, image_size, fn)
-    f = _per_sample(focal, cam_crop.shape[0], cam_crop, fn, "focal")
+    f = per_sample(fn, focal, cam_crop.shape[0], cam_crop, "focal")
     bs = b * cam_crop[:, 0]
     txy = cam_crop[:, 1:] + 2 * off / bs[:, None]
     return torch.cat([txy, (2 * f / bs)[:, None]], dim=-1)
@@ -206,7 +206,7 @@ def full_to_crop_camera(transl, box_center, box_size, image_size, focal) -> torc
     fn = "full_to_crop_camera"
     _check(transl, (None, 3), fn, "transl", "(B, 3)")
     off, b = _box_offsets(transl, box_center, box_size, image_size, fn)
-    f = _per_sample(focal, transl.shape[0], transl, fn, "focal")
+    f = per_sample(fn, focal, transl.shape[0], transl, "focal")
     tz = transl[:, 2]
     s = 2 * f / (b * tz)
     txy = transl[:, :2] - off * (tz / f)[:, None]
@@ -226,7 +226,7 @@ def focal_from_depth(s, box_size, t_z, detach: bool = True) -> torch.Tensor:
         t_z = t_z[:, 0]
     _check(t_z, (None,), fn, "t_z", "(B,)")
     batch = t_z.shape[0]
-    s = _per_sample(s, batch, t_z, fn, "s")
+    s = per_sample(fn, s, batch, t_z, "s")
     if detach:
         s = s.detach()
     return s * box_height(box_size, batch, t_z) * t_z / 2
@@ -247,7 +247,7 @@ def whmr_full_translation(
     if detach:
         cam_crop = cam_crop.detach()
     off, b = _box_offsets(cam_crop, box_center, box_size, image_size, fn, square=False)
-    t_z = _per_sample(t_z, cam_crop.shape[0], cam_crop, fn, "t_z")
+    t_z = per_sample(fn, t_z, cam_crop.shape[0], cam_crop, "t_z")
     txy = cam_crop[:, 1:] + 2 * off / (b * cam_crop[:, 0])[:, None]
     return torch.cat([txy, t_z[:, None]], dim=-1)
 
@@ -268,7 +268,7 @@ def cliff_bbox_info(box_center, box_size, image_size, focal, normalise: str | No
     raw = torch.cat([off, b[:, None]], dim=-1)
     if normalise is None:
         return raw
-    f = _per_sample(focal, c.shape[0], c, fn, "focal")[:, None]
+    f = per_sample(fn, focal, c.shape[0], c, "focal")[:, None]
     if normalise == "focal":
         return raw / f
     if normalise == "cliff":
@@ -287,7 +287,7 @@ def whmr_global_info(box_center, box_size, image_size) -> torch.Tensor:
     if not c.is_floating_point():
         c = c.to(torch.get_default_dtype())
     _check(c, (None, 2), fn, "box_center", "(B, 2)")
-    wh = _per_sample_2(image_size, c.shape[0], c, fn, "image_size")
+    wh = per_sample_2(fn, image_size, c.shape[0], c, "image_size")
     off, h = _box_offsets(c, c, box_size, wh, fn, square=False)
     info = torch.cat([off, h[:, None], wh], dim=-1)
     return info / default_focal(wh)[:, None]

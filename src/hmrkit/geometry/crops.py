@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .cameras import _check, _per_sample
+from .cameras import _check, per_sample
 
 __all__ = [
     "crop_matrix",
@@ -52,11 +52,11 @@ def crop_matrix(center, size, res: int, rotation=None, flip=None) -> torch.Tenso
         center = center.to(torch.get_default_dtype())
     _check(center, (None, 2), fn, "center", "(B, 2)")
     batch = center.shape[0]
-    k = res / _per_sample(size, batch, center, fn, "size")
+    k = res / per_sample(fn, size, batch, center, "size")
     if rotation is None:
         cos, sin = torch.ones_like(k), torch.zeros_like(k)
     else:
-        theta = _per_sample(rotation, batch, center, fn, "rotation")
+        theta = per_sample(fn, rotation, batch, center, "rotation")
         cos, sin = torch.cos(theta), torch.sin(theta)
     lin = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
     lin = lin * k[:, None, None]

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from hmrkit.geometry.cameras import per_sample, per_sample_2  # noqa: F401 - used by the losses
+
 
 def check_tensor(fn: str, name: str, x, shape: Sequence[int | None], want: str) -> Tensor:
     """Raise a readable error unless ``x`` is a tensor of ``shape`` (``None`` entries free)."""
@@ -56,28 +58,6 @@ def flags(fn: str, has, batch: int, like: Tensor, name: str = "has") -> Tensor:
     if h.shape != (batch,):
         raise ValueError(f"{fn}: {name} has shape {tuple(h.shape)}, expected (B,) with B={batch}")
     return h.to(like.dtype)
-
-
-def per_sample(fn: str, x, batch: int, like: Tensor, name: str) -> Tensor:
-    """A float, ``()``, ``(B,)`` or ``(B, 1)`` value -> ``(B,)`` in ``like``'s dtype/device."""
-    v = torch.as_tensor(x, dtype=like.dtype, device=like.device)
-    if v.dim() == 2 and v.shape[1] == 1:
-        v = v[:, 0]
-    if v.dim() == 0 or v.shape == (1,):
-        return v.reshape(1).expand(batch)
-    if v.shape != (batch,):
-        raise ValueError(f"{fn}: {name} has shape {tuple(v.shape)}, expected (B,) with B={batch}")
-    return v
-
-
-def per_sample_2(fn: str, x, batch: int, like: Tensor, name: str) -> Tensor:
-    """A ``(2,)``, ``(1, 2)`` or ``(B, 2)`` value -> ``(B, 2)`` in ``like``'s dtype/device."""
-    v = torch.as_tensor(x, dtype=like.dtype, device=like.device)
-    if v.dim() == 1 and v.shape[0] == 2:
-        return v.expand(batch, 2)
-    if v.dim() != 2 or v.shape[1] != 2 or v.shape[0] not in (1, batch):
-        raise ValueError(f"{fn}: {name} has shape {tuple(v.shape)}, expected (B, 2) with B={batch}")
-    return v.expand(batch, 2)
 
 
 def box_wh(fn: str, box_size, batch: int, like: Tensor) -> Tensor:
