@@ -375,14 +375,14 @@ def make_batch(people: list[tuple[np.ndarray, Box, float]], res: int, rois: int 
     """
     import torch
 
-    from hmrkit.data.public import _warp_crop
+    from hmrkit.data.public import warp_crop
     from hmrkit.data.rois import multi_roi_boxes
     from hmrkit.geometry.crops import crop_matrix
 
     center = torch.tensor(np.stack([box[0] for _, box, _ in people]), dtype=torch.float64)
     size = torch.tensor([box[1] for _, box, _ in people], dtype=torch.float64)
     affine = crop_matrix(center, size, res)
-    crops = [_warp_crop(image, affine[i].numpy(), res) for i, (image, _, _) in enumerate(people)]
+    crops = [warp_crop(image, affine[i].numpy(), res) for i, (image, _, _) in enumerate(people)]
     wh = torch.tensor([[im.shape[1], im.shape[0]] for im, _, _ in people], dtype=torch.float64)
     batch = {
         "image": torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2),
@@ -397,7 +397,7 @@ def make_batch(people: list[tuple[np.ndarray, Box, float]], res: int, rois: int 
         centers, sizes = multi_roi_boxes(center, size, m=rois)  # (P, M, 2), (P, M)
         roi_affine = crop_matrix(centers.reshape(-1, 2), sizes.reshape(-1), res)
         roi_affine = roi_affine.reshape(len(people), rois, 2, 3)
-        roi_crops = [[crops[i]] + [_warp_crop(image, roi_affine[i, m].numpy(), res)
+        roi_crops = [[crops[i]] + [warp_crop(image, roi_affine[i, m].numpy(), res)
                                    for m in range(1, rois)]  # RoI 0 is the box's own crop
                      for i, (image, _, _) in enumerate(people)]
         batch["rois/image"] = torch.from_numpy(np.stack(roi_crops)).permute(0, 1, 4, 2, 3)

@@ -196,7 +196,7 @@ def read_image(path) -> np.ndarray:
     return np.ascontiguousarray(image[..., ::-1])
 
 
-def _warp_crop(image: np.ndarray, affine: np.ndarray, res: int) -> np.ndarray:
+def warp_crop(image: np.ndarray, affine: np.ndarray, res: int) -> np.ndarray:
     """Crop ``res x res`` float32 RGB in [0, 1] through ``affine`` (full -> crop pixels, 2x3).
 
     Strong downscaling first shrinks the image with area averaging (no aliasing), then warps
@@ -404,7 +404,7 @@ class _PublicDataset(EpochSeededAugmentation, Dataset):
         res = self.crop_size
         crop = crop_matrix(torch.from_numpy(center[None]), size, res)[0].numpy()
         full = crop @ np.vstack([source, [0.0, 0.0, 1.0]])  # stored image -> crop
-        img = _warp_crop(image, full, res)
+        img = warp_crop(image, full, res)
         img = apply_color(img, params)
         img = apply_occluders(img, occluder_layer(params, res))
 
