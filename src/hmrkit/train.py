@@ -2,26 +2,26 @@
 
     hmrkit train --config configs/hmr-r18-128.yaml [--trainer.max_steps 100 ...] [--resume last]
 
-The configuration is the methods' and data module's typed constructor arguments (YAML under
-``configs/``; ``--print_config`` shows every key with its default); Lightning saves it
-(``config.yaml``) next to the TensorBoard logs and checkpoints of every run. A key that does
-not exist is an error naming it. Checkpoints are written atomically
-(:class:`~hmrkit.models.checkpoints.AtomicCheckpointIO`); ``--resume last`` (or a path)
-continues a run with its optimizer state and step count. The same config runs on CPU, one
-GPU or many (``--trainer.accelerator gpu --trainer.devices 4 --trainer.strategy ddp
---trainer.precision bf16-mixed``): only trainer settings change.
-"""
+The model is any method (:mod:`hmrkit.models.methods`) or the backbone pretext
+(:class:`hmrkit.models.pretext.KeypointPretext`). The configuration is the model's and the
+data module's typed constructor arguments (YAML under ``configs/``; ``--print_config`` shows
+every key with its default); Lightning saves it (``config.yaml``) next to the TensorBoard
+logs and checkpoints of every run. A key that does not exist is an error naming it.
+Checkpoints are written atomically (:class:`~hmrkit.models.checkpoints.AtomicCheckpointIO`);
+``--resume last`` (or a path) continues a run with its optimizer state and step count. The
+same config runs on CPU, one GPU or many (``--trainer.accelerator gpu --trainer.devices 4
+--trainer.strategy ddp --trainer.precision bf16-mixed``): only trainer settings change."""
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
 
+import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
 from hmrkit.data.module import HMRDataModule
 from hmrkit.models.checkpoints import AtomicCheckpointIO
-from hmrkit.models.methods import MethodModule
 
 
 class HMRKitCLI(LightningCLI):
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():  # `hmrkit train ...` passes argv on purpose
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         cli = HMRKitCLI(
-            MethodModule, HMRDataModule, subclass_mode_model=True, args=argv, run=False,
+            L.LightningModule, HMRDataModule, subclass_mode_model=True, args=argv, run=False,
             save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
             parser_kwargs={"prog": "hmrkit train", "description": __doc__.splitlines()[0]},
         )

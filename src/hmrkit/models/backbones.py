@@ -40,7 +40,9 @@ def build_backbone(
 
 def load_backbone_weights(model: nn.Module, checkpoint: str | Path) -> None:
     """Load a local state dict (also nested under ``state_dict``/``model``), ignoring the
-    classifier; errors name the file and the mismatching keys."""
+    classifier; from an hmrkit checkpoint (a method or
+    :class:`~hmrkit.models.pretext.KeypointPretext` run) only the ``backbone.*`` weights are
+    taken. Errors name the file and the mismatching keys."""
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"backbone checkpoint {path} does not exist")
@@ -51,7 +53,10 @@ def load_backbone_weights(model: nn.Module, checkpoint: str | Path) -> None:
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
-    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if any(k.startswith("backbone.") for k in state):  # an hmrkit run: keep its backbone only
+        state = {k.removeprefix("backbone."): v for k, v in state.items()
+                 if k.startswith("backbone.")}
     state = {k: v for k, v in state.items() if not k.startswith(("fc.", "head.", "classifier."))}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing:

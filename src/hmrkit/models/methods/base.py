@@ -10,7 +10,6 @@ YAML configs under ``configs/`` from them and saves them with every run.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 
 import lightning as L
@@ -21,6 +20,7 @@ from hmrkit.body import BodyModel, load_body_model
 from hmrkit.body.model import BodyOutput
 from hmrkit.geometry.cameras import crop_to_full_camera
 from hmrkit.metrics import PROTOCOLS, mpjpe, n_mpjpe, pa_mpjpe, pa_pve, pve
+from hmrkit.models.optim import adam_with_schedule, check_schedule
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,7 @@ class MethodModule(L.LightningModule):
             warmup_steps: linear learning-rate warm-up steps.
         """
         super().__init__()
-        if lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+        check_schedule(lr_schedule)
         self.body_model_name = body_model
         self.num_betas = num_betas
         self.lr, self.weight_decay = lr, weight_decay
@@ -173,25 +172,8 @@ class MethodModule(L.LightningModule):
         }
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        if self.lr_schedule == "constant" and self.warmup_steps == 0:
-            return optimizer
-        total = getattr(self.trainer, "max_steps", -1) if self._trainer is not None else -1
-        if self.lr_schedule == "cosine" and (total is None or total <= 0):
-            raise ValueError("lr_schedule 'cosine' needs the trainer's max_steps")
-        warmup = max(self.warmup_steps, 0)
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            if self.lr_schedule == "constant":
-                return 1.0
-            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return adam_with_schedule(self, self.lr, self.weight_decay, self.lr_schedule,
+                                  self.warmup_steps)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Record the method class so :func:`hmrkit.models.checkpoints.load_method` can rebuild

@@ -1,0 +1,150 @@
+"""Backbone pre-training on a keypoint pretext task: 2D keypoints and root-relative depth.
+
+SPIN and CLIFF start from ImageNet or COCO-keypoint weights; neither can be downloaded here.
+The analogue hmrkit can build offline is a backbone trained on the synthetic training split
+to locate the body joints. :class:`KeypointPretext` puts a light multi-scale head on a timm
+backbone and regresses, per joint ``k``, with integral (soft-argmax) regression
+(Sun et al., "Integral human pose regression", ECCV 2018):
+
+    H_k = softmax(h_k) over the grid,   p_k = sum_ij H_k(ij) (x_j, y_i),
+    z_k = sum_ij H_k(ij) d_k(ij)
+
+``p_k`` in normalised crop coordinates ([-1, 1]), ``z_k`` the joint depth minus the root's
+in metres. Loss: ``mean_k c_k |p_k - p_k^gt|_1 + depth_weight * mean_k |z_k - z_k^gt|``.
+Only the backbone is kept: a checkpoint of this module is a valid ``backbone_checkpoint``
+of every method with the same backbone (:func:`hmrkit.models.backbones.load_backbone_weights`
+keeps its ``backbone.*`` weights).
+
+    hmrkit train --config configs/keypoints-r18-96-cpu.yaml
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hmrkit.losses import crop_normalized_keypoints
+from hmrkit.models.backbones import build_backbone
+from hmrkit.models.optim import adam_with_schedule, check_schedule
+
+PRETEXT_JOINTS = "smpl24"
+"""The pretext supervises the body model's 24 joints (2D label set ``keypoints2d/smpl24``,
+depth from ``joints3d``)."""
+
+
+def integral_keypoints(logits: Tensor, depth: Tensor) -> tuple[Tensor, Tensor]:
+    """Soft-argmax (Sun et al. 2018): ``(B, K, H, W)`` heat logits and depth maps ->
+    ``(B, K, 2)`` expected position in normalised coordinates (cell centres at
+    ``(2 i + 1) / n - 1``) and ``(B, K)`` expected depth under the same distribution."""
+    b, k, h, w = logits.shape
+    heat = logits.flatten(2).softmax(-1).view(b, k, h, w)
+    ys = (torch.arange(h, device=logits.device, dtype=logits.dtype) + 0.5) / h * 2 - 1
+    xs = (torch.arange(w, device=logits.device, dtype=logits.dtype) + 0.5) / w * 2 - 1
+    px = (heat.sum(2) * xs).sum(-1)
+    py = (heat.sum(3) * ys).sum(-1)
+    return torch.stack([px, py], -1), (heat * depth).flatten(2).sum(-1)
+
+
+class KeypointPretext(L.LightningModule):
+    """Backbone + multi-scale integral-regression head for 2D joints and relative depth."""
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        image_size: int = 224,
+        backbone_checkpoint: str | None = None,
+        head_channels: int = 128,
+        scales: int = 3,
+        depth_weight: float = 1.0,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        lr_schedule: str = "cosine",
+        warmup_steps: int = 50,
+    ):
+        """
+        Args:
+            backbone: timm backbone name (:data:`hmrkit.models.backbones.BACKBONES`).
+            image_size: crop side in pixels.
+            backbone_checkpoint: optional local weights to start from.
+            head_channels: width of the head.
+            scales: backbone stages fused by the head (the last ``scales`` intermediates).
+            depth_weight: weight of the relative-depth term (0: 2D only).
+            lr, weight_decay, lr_schedule, warmup_steps: Adam and its schedule
+                (:func:`hmrkit.models.optim.adam_with_schedule`).
+        """
+        super().__init__()
+        check_schedule(lr_schedule)
+        self.save_hyperparameters()
+        self.image_size, self.scales, self.depth_weight = image_size, scales, depth_weight
+        self.lr, self.weight_decay = lr, weight_decay
+        self.lr_schedule, self.warmup_steps = lr_schedule, warmup_steps
+        self.backbone, _ = build_backbone(backbone, image_size, backbone_checkpoint)
+        if not hasattr(self.backbone, "forward_intermediates"):
+            raise ValueError(f"backbone '{backbone}' has no forward_intermediates in this timm")
+        with torch.no_grad():
+            maps = self._intermediates(torch.zeros(1, 3, image_size, image_size))
+        self.lateral = nn.ModuleList(nn.Conv2d(m.shape[1], head_channels, 1) for m in maps)
+        self.fuse = nn.Sequential(
+            nn.Conv2d(head_channels, head_channels, 3, padding=1),
+            nn.BatchNorm2d(head_channels), nn.ReLU(inplace=True),
+        )
+        self.num_joints = 24
+        self.out = nn.Conv2d(head_channels, 2 * self.num_joints, 1)
+        self.register_buffer("pixel_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("pixel_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def _intermediates(self, image: Tensor) -> list[Tensor]:
+        _, maps = self.backbone.forward_intermediates(image, indices=self.scales)
+        return maps
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, 3, S, S) RGB in [0, 1] -> ``(B, 24, 2)`` normalised crop coordinates and
+        ``(B, 24)`` depth relative to the root (m)."""
+        maps = self._intermediates((image - self.pixel_mean) / self.pixel_std)
+        size = max((m.shape[-2:] for m in maps), key=lambda s: s[0] * s[1])
+        fused = sum(F.interpolate(lat(m), size=size, mode="bilinear", align_corners=False)
+                    for lat, m in zip(self.lateral, maps, strict=True))
+        out = self.out(self.fuse(fused))
+        return integral_keypoints(out[:, : self.num_joints], out[:, self.num_joints:])
+
+    def targets(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Labels: normalised crop 2D ``(B, 24, 2)``, confidences ``(B, 24)``, relative depth."""
+        kp = crop_normalized_keypoints(batch[f"keypoints2d/{PRETEXT_JOINTS}"],
+                                       batch["crop_affine"], self.image_size)
+        joints = batch["joints3d"]
+        return kp[..., :2], kp[..., 2], joints[..., 2] - joints[:, :1, 2]
+
+    def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        xy, z = self(batch["image"])
+        gt_xy, conf, gt_z = self.targets(batch)
+        conf = conf * batch["has_keypoints2d"].to(conf)[:, None]
+        has3d = batch["has_joints3d"].to(z)[:, None].expand_as(z)
+        return {
+            "keypoints_2d": ((xy - gt_xy).abs().sum(-1) * conf).sum() / conf.sum().clamp(min=1),
+            "depth": self.depth_weight * ((z - gt_z).abs() * has3d).sum()
+            / has3d.sum().clamp(min=1),
+        }
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        losses = self.losses(batch)
+        total = sum(losses.values())
+        bs = batch["image"].shape[0]
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=bs)
+        self.log("train/loss", total.detach(), prog_bar=True, batch_size=bs)
+        return total
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        xy, z = self(batch["image"])
+        gt_xy, conf, gt_z = self.targets(batch)
+        visible = conf > 0
+        px = ((xy - gt_xy).norm(dim=-1) * self.image_size / 2)[visible].mean()
+        mm = ((z - gt_z).abs() * 1000).mean()
+        bs = batch["image"].shape[0]
+        self.log("val/keypoint_px", px, prog_bar=True, batch_size=bs, sync_dist=True)
+        self.log("val/depth_mm", mm, batch_size=bs, sync_dist=True)
+
+    def configure_optimizers(self):
+        return adam_with_schedule(self, self.lr, self.weight_decay, self.lr_schedule,
+                                  self.warmup_steps)
