@@ -88,3 +88,20 @@ def test_pretext_checkpoint_for_another_backbone_is_refused(pretext_run):
 
     with pytest.raises(ValueError, match=str(pretext_run.name)):
         HMR(backbone="resnet34", image_size=96, backbone_checkpoint=str(pretext_run))
+
+
+def test_a_method_trained_from_a_backbone_checkpoint_loads_without_that_file(
+        pretext_run, tmp_path):
+    from hmrkit.models.checkpoints import export_method, load_method
+    from hmrkit.models.methods import CLIFF
+
+    arguments = {"backbone": "resnet18", "image_size": 96,
+                 "backbone_checkpoint": str(tmp_path / "moved-away.ckpt")}
+    model = CLIFF(**{**arguments, "backbone_checkpoint": str(pretext_run)})
+    ckpt = tmp_path / "run.ckpt"
+    torch.save({"hmrkit": {"method": "hmrkit.models.methods.cliff.CLIFF"},
+                "hyper_parameters": arguments, "state_dict": model.state_dict()}, ckpt)
+    for path in (ckpt, export_method(ckpt, tmp_path / "model.pt", half=False)["out"]):
+        loaded = load_method(path)
+        assert loaded.hparams["backbone_checkpoint"] is None
+        assert torch.equal(loaded.backbone.conv1.weight, model.backbone.conv1.weight)

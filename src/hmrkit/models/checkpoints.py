@@ -35,9 +35,15 @@ class CheckpointError(ValueError):
 
 
 def _init_arguments(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The method's constructor arguments (Lightning's CLI adds private ``_*`` entries)."""
+    """The method's constructor arguments (Lightning's CLI adds private ``_*`` entries).
+
+    ``backbone_checkpoint`` is cleared: the checkpoint holds the trained backbone, and the
+    file that initialised it need not exist where the model is loaded."""
     hparams = dict(checkpoint.get("hyper_parameters") or {})
-    return {k: v for k, v in hparams.items() if not k.startswith("_")}
+    arguments = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    if "backbone_checkpoint" in arguments:
+        arguments["backbone_checkpoint"] = None
+    return arguments
 
 
 def _method_class(path: str, checkpoint: dict[str, Any]) -> type:
