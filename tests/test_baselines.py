@@ -56,3 +56,24 @@ def test_cliff_full_image_loss_is_zero_at_ground_truth(batch):
     est = BodyEstimate(rotmat, batch["betas"], cam, batch["transl"], out.vertices, out.joints)
     model.keypoint_sets = ("smpl24",)
     assert model.keypoint_2d_losses(est, batch).item() < 1e-8
+
+
+def test_root_translation_error_is_the_camera_frame_root_distance():
+    from hmrkit.body.model import BodyOutput
+    from hmrkit.models.methods.base import BodyEstimate, root_translation_error
+
+    torch.manual_seed(0)
+    joints, transl = torch.randn(3, 24, 3), torch.randn(3, 3)
+    gt = BodyOutput(torch.randn(3, 10, 3), joints)
+    shift = torch.tensor([[0.0, 0.0, 0.0], [0.3, 0.0, -0.4], [0.01, 0.0, 0.0]])
+    # the prediction's body is offset, its translation compensates except for `shift`
+    body_offset = torch.randn(3, 1, 3)
+    est = BodyEstimate(rotmat=torch.eye(3).expand(3, 24, 3, 3), betas=torch.zeros(3, 10),
+                       cam_crop=torch.zeros(3, 3), transl=transl - body_offset[:, 0] + shift,
+                       vertices=gt.vertices, joints=joints + body_offset)
+    error = root_translation_error(est, gt, {"transl": transl})
+    assert torch.allclose(error, torch.tensor([0.0, 500.0, 10.0]), atol=1e-3)
+    masked = root_translation_error(est, gt, {"transl": transl,
+                                              "meta/has_transl": torch.tensor([1.0, 0.0, 1.0])})
+    assert torch.isnan(masked[1]) and torch.allclose(masked[[0, 2]], error[[0, 2]])
+    assert torch.isnan(root_translation_error(est, gt, {})).all()

@@ -25,7 +25,8 @@ from hmrkit.io import atomic_write_text
 
 PROTOCOLS = ("lsp14", "smpl24")  # hmrkit.metrics.PROTOCOLS (checked there); no torch import here
 
-METRIC_NAMES = ("mpjpe", "pa_mpjpe", "n_mpjpe", "pve", "pa_pve")
+METRIC_NAMES = ("mpjpe", "pa_mpjpe", "n_mpjpe", "pve", "pa_pve", "root_transl")
+"""Per-person errors in mm; ``root_transl``: full-image camera translation (root joint)."""
 LENSES = ((0.0, 28.0, "wide (< 28 mm)"), (28.0, 60.0, "normal (28-60 mm)"),
           (60.0, math.inf, "long (> 60 mm)"))
 """Subsets of synthetic data by 35 mm-equivalent focal length ``36 f / max(W, H)``."""

@@ -154,6 +154,9 @@ class MethodModule(L.LightningModule):
 
         ``protocol`` (:data:`PROTOCOLS`) picks the joints of MPJPE / PA-MPJPE / N-MPJPE and
         their alignment root; PVE and PA-PVE use every vertex (each mesh's pelvis subtracted).
+        ``root_transl`` is the distance between the predicted and the true root joint in the
+        full-image camera frame (``joints[:, 0] + transl``): the accuracy of the full-image
+        camera translation (NaN without a ``transl`` label, or where ``meta/has_transl`` is 0).
         """
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol '{protocol}'; choose one of {sorted(PROTOCOLS)}")
@@ -169,6 +172,7 @@ class MethodModule(L.LightningModule):
             "pve": pve(est.vertices, gt.vertices, pred_root=est.joints[:, 0],
                        gt_root=gt.joints[:, 0]),
             "pa_pve": pa_pve(est.vertices, gt.vertices),
+            "root_transl": root_translation_error(est, gt, batch),
         }
 
     def configure_optimizers(self):
@@ -180,3 +184,15 @@ class MethodModule(L.LightningModule):
         it from the checkpoint alone."""
         cls = type(self)
         checkpoint["hmrkit"] = {"method": f"{cls.__module__}.{cls.__qualname__}"}
+
+
+def root_translation_error(est: BodyEstimate, gt: BodyOutput, batch: dict[str, Tensor]) -> Tensor:
+    """(B,) mm between predicted and labelled root joints in the full-image camera frame."""
+    if "transl" not in batch:
+        return torch.full_like(est.transl[:, 0], float("nan"))
+    pred = est.joints[:, 0] + est.transl
+    true = gt.joints[:, 0] + batch["transl"].to(pred)
+    error = (pred - true).norm(dim=-1) * 1000.0
+    if "meta/has_transl" in batch:  # public formats: transl is not always a label
+        error = error.masked_fill(batch["meta/has_transl"].to(error.device) <= 0, float("nan"))
+    return error
