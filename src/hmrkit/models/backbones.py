@@ -63,3 +63,10 @@ def load_backbone_weights(model: nn.Module, checkpoint: str | Path) -> None:
         raise ValueError(f"{path}: missing backbone weights {missing[:5]} ({len(missing)} in all)")
     if unexpected:
         raise ValueError(f"{path}: unexpected keys {unexpected[:5]} ({len(unexpected)} in all)")
+
+
+def register_imagenet_normalisation(module: nn.Module) -> None:
+    """Buffers ``pixel_mean`` / ``pixel_std`` (ImageNet statistics, (1, 3, 1, 1)): samples hold
+    RGB in [0, 1]; timm backbones expect ``(image - pixel_mean) / pixel_std``."""
+    module.register_buffer("pixel_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+    module.register_buffer("pixel_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hmrkit.losses import crop_normalized_keypoints
-from hmrkit.models.backbones import build_backbone
+from hmrkit.models.backbones import build_backbone, register_imagenet_normalisation
 from hmrkit.models.optim import adam_with_schedule, check_schedule
 
 PRETEXT_JOINTS = "smpl24"
@@ -92,8 +92,7 @@ class KeypointPretext(L.LightningModule):
         )
         self.num_joints = 24
         self.out = nn.Conv2d(head_channels, 2 * self.num_joints, 1)
-        self.register_buffer("pixel_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("pixel_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        register_imagenet_normalisation(self)
 
     def _intermediates(self, image: Tensor) -> list[Tensor]:
         _, maps = self.backbone.forward_intermediates(image, indices=self.scales)

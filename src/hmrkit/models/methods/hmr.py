@@ -21,7 +21,7 @@ from hmrkit.losses import (
     shape_loss,
     vertex_loss,
 )
-from hmrkit.models.backbones import build_backbone
+from hmrkit.models.backbones import build_backbone, register_imagenet_normalisation
 from hmrkit.models.heads import IterativeRegressor
 
 from .base import BodyEstimate, LossWeights, MethodModule
@@ -69,9 +69,7 @@ class HMR(MethodModule):
             dim, self.info_dim, self.body.num_joints, num_betas, hidden=regressor_hidden,
             iterations=iterations,
         )
-        # ImageNet statistics: samples hold RGB in [0, 1]; timm backbones expect normalised input
-        self.register_buffer("pixel_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("pixel_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        register_imagenet_normalisation(self)
 
     def box_info(self, batch: dict[str, Tensor]) -> Tensor | None:
         """Extra regressor input describing the box (none for HMR)."""
