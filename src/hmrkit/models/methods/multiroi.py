@@ -200,26 +200,20 @@ class MultiRoI(CLIFF):
         ):
             raise ValueError(f"MultiRoI: num_rois must be an integer in [1, {MAX_ROIS}], "
                              f"got {num_rois!r}")
-        if fusion not in FUSIONS:
-            raise ValueError(f"MultiRoI: fusion must be one of {FUSIONS}, got {fusion!r}")
-        if camera_pairs not in ("all", "first"):
-            raise ValueError(f"MultiRoI: camera_pairs must be 'all' or 'first', got "
-                             f"{camera_pairs!r}")
-        if camera_variant not in ("paper", "code"):
-            raise ValueError(f"MultiRoI: camera_variant must be 'paper' or 'code', got "
-                             f"{camera_variant!r}")
+        choices = {
+            "fusion": (fusion, FUSIONS), "camera_pairs": (camera_pairs, ("all", "first")),
+            "camera_variant": (camera_variant, ("paper", "code")),
+            "camera_scale_term": (camera_scale_term, ("bs", "tz")),
+            "contrastive_denominator": (contrastive_denominator, ("paper", "supcon")),
+            "keypoint_frame": (keypoint_frame, ("roi", "original")),
+        }
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ValueError(f"MultiRoI: {name} must be one of {tuple(allowed)}, "
+                                 f"got {value!r}")
         if camera_variant == "code" and camera_pairs != "first":
             raise ValueError("MultiRoI: camera_variant='code' pairs every RoI with RoI 0; "
                              "set camera_pairs='first'")
-        if camera_scale_term not in ("bs", "tz"):
-            raise ValueError(f"MultiRoI: camera_scale_term must be 'bs' or 'tz', got "
-                             f"{camera_scale_term!r}")
-        if contrastive_denominator not in ("paper", "supcon"):
-            raise ValueError(f"MultiRoI: contrastive_denominator must be 'paper' or 'supcon', "
-                             f"got {contrastive_denominator!r}")
-        if keypoint_frame not in ("roi", "original"):
-            raise ValueError(f"MultiRoI: keypoint_frame must be 'roi' or 'original', got "
-                             f"{keypoint_frame!r}")
         if camera_consistency < 0 or contrastive < 0 or contrastive_temperature <= 0:
             raise ValueError("MultiRoI: camera_consistency and contrastive must be >= 0 and "
                              "contrastive_temperature > 0")
