@@ -14,6 +14,8 @@ again (delete its folder to redo it).
 
 Table 2 rows: CLIFF, full method (5 RoIs), w/o RAF (``fusion none``), w/o L_cam
 (``camera_consistency 0``), w/o L_cont (``contrastive 0``). Table 4 rows: 1 to 5 RoIs.
+Camera rows: L_cam with the t_z scale term (``camera_scale_term tz``) and the official code's
+variant (``camera_variant code``, pairs with RoI 0), against the full method and w/o L_cam.
 """
 
 from __future__ import annotations
@@ -35,10 +37,15 @@ ROWS: dict[str, tuple[str, list[str], int]] = {
     "w/o RAF": (MULTIROI, ["--model.init_args.fusion", "none"], 5),
     "w/o L_cam": (MULTIROI, ["--model.init_args.camera_consistency", "0"], 5),
     "w/o L_cont": (MULTIROI, ["--model.init_args.contrastive", "0"], 5),
+    "L_cam, t_z scale term": (MULTIROI, ["--model.init_args.camera_scale_term", "tz"], 5),
+    "L_cam, official code": (MULTIROI, ["--model.init_args.camera_variant", "code",
+                                        "--model.init_args.camera_pairs", "first"], 5),
     **{f"{m} RoI{'s' if m > 1 else ''}": (MULTIROI, [], m) for m in range(1, 5)},
 }
 TABLE2 = ["CLIFF", "Multi-RoI (full, 5 RoIs)", "w/o RAF", "w/o L_cam", "w/o L_cont"]
 TABLE4 = ["1 RoI", "2 RoIs", "3 RoIs", "4 RoIs", "Multi-RoI (full, 5 RoIs)"]
+CAMERA = ["Multi-RoI (full, 5 RoIs)", "L_cam, t_z scale term", "L_cam, official code",
+          "w/o L_cam"]
 TESTS = {"synth-v1": "data/synth/synth-v1", "synth-v1-hard": "data/synth/synth-v1-hard"}
 
 
@@ -116,7 +123,11 @@ def markdown(results: dict[str, dict], fps: dict[str, float]) -> str:
     head += " | fps (batch 1) |"
     sep = "| --- |" + " ---: |" * (3 * len(tests) + 1)
     out = []
-    for title, rows in (("Table 2 in kind", TABLE2), ("Table 4 in kind", TABLE4)):
+    tables = [("Table 2 in kind", TABLE2), ("Table 4 in kind", TABLE4),
+              ("Camera consistency variants", CAMERA)]
+    for title, rows in tables:
+        if not all(name in results for name in rows):
+            continue
         out += [f"### {title}", "", head, sep]
         for name in rows:
             r = results[name]
