@@ -1,0 +1,24 @@
+"""Every committed config parses: its keys exist and its values have the right types."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hmrkit.cli import main
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def test_configs_are_found():
+    assert len(CONFIGS) >= 10
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--config", str(config), "--print_config"])
+    assert exit_.value.code in (0, None), capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "class_path: hmrkit." in printed and "max_steps:" in printed
