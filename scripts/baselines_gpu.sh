@@ -24,14 +24,15 @@ overrides=()
 [ -n "${LOADER_WORKERS:-}" ] && overrides+=(--data.num_workers "$LOADER_WORKERS")
 
 stamp "synthesize"
-synth() { [ -f "$1/manifest.json" ] && grep -q '"complete": true' "$1/manifest.json" || OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 hmrkit synth --out "$@"; }
+complete() { grep -qs '"complete": true' "$1/manifest.json"; }
+synth() { complete "$1" || OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 hmrkit synth --out "$@"; }
 synth data/synth/train --n "$SCENES" --split train --seed 0 --workers "$SYNTH_WORKERS" \
     --shard-size 1000 >/dev/null &
 synth data/synth/val --n 150 --split val --seed 0 --workers 2 >/dev/null &
 synth "$EVAL_DATA" --benchmark synth-v1 --workers 4 >/dev/null &
 wait
 for d in data/synth/train data/synth/val "$EVAL_DATA"; do
-    grep -q '"complete": true' "$d/manifest.json" || { echo "synthesis of $d failed"; exit 1; }
+    complete "$d" || { echo "synthesis of $d failed"; exit 1; }
 done
 
 stamp "pretext"

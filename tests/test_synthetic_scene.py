@@ -175,3 +175,24 @@ def test_children_make_shorter_people():
     rest, _ = engine.body.rest(torch.as_tensor(betas, dtype=torch.float64)[None])
     assert float(rest[0, :, 1].max() - rest[0, :, 1].min()) < 1.9
     assert (scene["instances"] == 1).sum() > 500
+
+
+def test_skin_detail_without_anny_is_flat(monkeypatch):
+    """Without the `anny` package the skin map falls back to flat skin instead of crashing."""
+    from importlib import resources
+
+    from hmrkit.data.synthetic import appearance
+
+    def missing(name):
+        raise ModuleNotFoundError(f"No module named '{name}'")
+
+    appearance.skin_detail.cache_clear()
+    monkeypatch.setattr(resources, "files", missing)
+    try:
+        flat = appearance.skin_detail(16)
+    finally:
+        monkeypatch.undo()
+        appearance.skin_detail.cache_clear()
+    assert flat.shape == (16, 16) and np.all(flat == 1.0)
+    detailed = appearance.skin_detail(16)  # anny installed (dev extra): a real map
+    assert detailed.shape == (16, 16) and detailed.std() > 0

