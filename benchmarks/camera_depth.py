@@ -22,12 +22,11 @@ from torch.utils.data import DataLoader
 
 def root_positions(checkpoint: str, data: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """(N, 3) predicted and true root joints in the full-image camera frame, metres."""
-    from hmrkit.data.formats import build_dataset, evenly_spaced
+    from hmrkit.evaluate import dataset_for
     from hmrkit.models.checkpoints import load_method
 
     model = load_method(checkpoint, "cpu").eval()
-    crop, rois = int(model.image_size), int(getattr(model, "num_rois", 1))
-    dataset = evenly_spaced(build_dataset("synth", data, crop, rois=rois), limit)
+    dataset = dataset_for(model, data, limit=limit)
     pred, true = [], []
     for batch in DataLoader(dataset, batch_size=64):
         with torch.no_grad():

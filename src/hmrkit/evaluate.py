@@ -38,6 +38,14 @@ def lens_subsets(batch: dict) -> list[str]:
     return [next(name for lo, hi, name in LENSES if lo <= float(f) < hi) for f in f35]
 
 
+def dataset_for(model, data, format: str = "synth", limit: int | None = None, **kwargs):
+    """The test split ``data`` as ``model`` reads it: its crop size and RoI count, ``limit``
+    persons evenly spread (all when None); ``kwargs`` go to :func:`build_dataset`."""
+    crop = int(getattr(model, "image_size", 64))
+    rois = int(getattr(model, "num_rois", 1))
+    return evenly_spaced(build_dataset(format, data, crop, rois=rois, **kwargs), limit)
+
+
 def evaluate(model, dataset, batch_size: int = 32, protocol: str = "lsp14", workers: int = 0,
              device: str = "cpu", progress: bool = True) -> dict:
     """Per-person metrics of ``model`` on ``dataset`` -> ``{"overall", "subsets", ...}``."""
@@ -116,14 +124,11 @@ def run(args: argparse.Namespace) -> int:
             model, name = load_method(args.checkpoint, args.device), Path(args.checkpoint).name
         else:
             model, name = METHODS[args.method](), args.method
-        crop = int(getattr(model, "image_size", 64))
-        rois = int(getattr(model, "num_rois", 1))
-        dataset = build_dataset(args.format, args.data, crop, rois=rois, split=args.split,
-                                image_root=args.image_root)
+        dataset = dataset_for(model, args.data, args.format, args.limit, split=args.split,
+                              image_root=args.image_root)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"hmrkit evaluate: {err}", file=sys.stderr)
         return 2
-    dataset = evenly_spaced(dataset, args.limit)
     result = evaluate(model, dataset, args.batch_size, args.protocol, args.workers, args.device)
     result.update(model=name, data=str(args.data), format=args.format)
     out = Path(args.out)
