@@ -25,8 +25,9 @@ def _batch(res: int, rois: int) -> dict[str, torch.Tensor]:
     center, size = torch.tensor([[320.0, 240.0]]), torch.tensor([300.0])
     centers, sizes = multi_roi_boxes(center, size, m=rois)
     batch = {"image": torch.rand(1, 3, res, res), "box_center": center, "box_size": size,
-             "image_size": torch.tensor([[640.0, 480.0]]), "focal": torch.tensor([800.0]),
-             "principal_point": torch.tensor([[320.0, 240.0]]), "crop_affine": torch.zeros(1, 2, 3)}
+             "camera/intrinsics": torch.tensor([[800.0, 800.0, 320.0, 240.0]]),
+             "camera/image_size": torch.tensor([[640.0, 480.0]]),
+             "crop_affine": torch.zeros(1, 2, 3)}
     if rois > 1:
         batch.update({"rois/image": torch.rand(1, rois, 3, res, res), "rois/box_center": centers,
                       "rois/box_size": sizes, "rois/crop_affine": torch.zeros(1, rois, 2, 3)})

@@ -52,7 +52,8 @@ def test_cliff_full_image_loss_is_zero_at_ground_truth(batch):
     out = model.body(rotmat[:, 0], rotmat[:, 1:], batch["betas"])
     # The body model's joints + transl are the camera-frame joints of the label.
     cam = full_to_crop_camera(batch["transl"] + out.joints[:, 0], batch["box_center"],
-                              batch["box_size"], batch["image_size"], batch["focal"])
+                              batch["box_size"], batch["camera/image_size"],
+                              batch["camera/intrinsics"][:, 0])
     est = BodyEstimate(rotmat, batch["betas"], cam, batch["transl"], out.vertices, out.joints)
     model.keypoint_sets = ("smpl24",)
     assert model.keypoint_2d_losses(est, batch).item() < 1e-8

@@ -67,8 +67,9 @@ def _boxes(B: int = 3, M: int = 5, seed: int = 0):
     center = wh * (0.3 + 0.4 * torch.rand(B, 2, generator=g, dtype=torch.float64))
     size = 120 + 200 * torch.rand(B, generator=g, dtype=torch.float64)
     centers, sizes = multi_roi_boxes(center, size, m=M)
-    return {"rois/box_center": centers, "rois/box_size": sizes, "image_size": wh,
-            "focal": wh.norm(dim=1), "rois/image": torch.zeros(B, M, 3, 1, 1),
+    return {"rois/box_center": centers, "rois/box_size": sizes, "camera/image_size": wh,
+            "camera/intrinsics": torch.cat([wh.norm(dim=1, keepdim=True).expand(B, 2), wh / 2], 1),
+            "rois/image": torch.zeros(B, M, 3, 1, 1),
             "rois/crop_affine": torch.zeros(B, M, 2, 3, dtype=torch.float64)}
 
 
@@ -76,7 +77,8 @@ def _local_cameras(b: dict, transl: torch.Tensor) -> torch.Tensor:
     """The crop camera of every RoI that sees the body at the full translation ``transl``."""
     B, M = b["rois/box_size"].shape
     cams = [full_to_crop_camera(transl, b["rois/box_center"][:, m], b["rois/box_size"][:, m],
-                                b["image_size"], b["focal"]) for m in range(M)]
+                                b["camera/image_size"], b["camera/intrinsics"][:, 0])
+            for m in range(M)]
     return torch.stack(cams, dim=1)
 
 
@@ -119,7 +121,8 @@ def test_local_full_local_round_trip(model):
     full = model.roi_full_cameras(cams, b["rois/box_center"], b["rois/box_size"], b)
     for m in range(5):
         back = full_to_crop_camera(full[:, m], b["rois/box_center"][:, m],
-                                   b["rois/box_size"][:, m], b["image_size"], b["focal"])
+                                   b["rois/box_size"][:, m], b["camera/image_size"],
+                                   b["camera/intrinsics"][:, 0])
         torch.testing.assert_close(back, cams[:, m], rtol=1e-10, atol=1e-10)
     transl = torch.tensor([[0.3, -0.2, 6.0]] * 3, dtype=torch.float64)
     local = _local_cameras(b, transl)
@@ -208,7 +211,8 @@ def test_losses_vanish_at_ground_truth(model, batch, frame):
 
     rotmat = model.gt_rotmat(batch)
     out = model.body(rotmat[:, 0], rotmat[:, 1:], batch["betas"])
-    b = {**batch, "focal": batch["focal"].double(), "image_size": batch["image_size"].double(),
+    b = {**batch, "camera/intrinsics": batch["camera/intrinsics"].double(),
+         "camera/image_size": batch["camera/image_size"].double(),
          "rois/box_center": batch["rois/box_center"].double(),
          "rois/box_size": batch["rois/box_size"].double()}
     cams = _local_cameras(b, batch["transl"].double()).float()

@@ -50,6 +50,7 @@ def run_demo(out: str | Path = "demo_out", scenes: int = 6, seed: int = 0,
     from hmrkit.data.shards import ShardReader, decode_image, write_split
     from hmrkit.data.synthetic.scene import SceneConfig, generate_record
     from hmrkit.evaluate import evaluate, markdown_table
+    from hmrkit.geometry.cameras import Camera
     from hmrkit.io import atomic_write_text, save_mesh
     from hmrkit.models.checkpoints import load_method
     from hmrkit.models.methods import MeanPose
@@ -83,7 +84,7 @@ def run_demo(out: str | Path = "demo_out", scenes: int = 6, seed: int = 0,
         people = np.nonzero(record == r)[0]
         image = decode_image(reader.read(int(r), ["image.jpg"])["image.jpg"])
         size = (image.shape[1], image.shape[0])
-        focal = float(batch["focal"][people[0]])
+        focal = float(Camera.from_sample(batch).focal[people[0]])
         pred = [pred_verts[i] for i in people]
         true = [true_verts[i] for i in people]
         views = [image, render_overlay(image, pred, faces, focal),

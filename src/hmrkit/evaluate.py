@@ -34,7 +34,9 @@ LENSES = ((0.0, 28.0, "wide (< 28 mm)"), (28.0, 60.0, "normal (28-60 mm)"),
 
 def lens_subsets(batch: dict) -> list[str]:
     """The lens subset of every sample of a batch (see :data:`LENSES`)."""
-    f35 = 36.0 * batch["focal"] / batch["image_size"].max(dim=1).values
+    from hmrkit.geometry.cameras import Camera
+
+    f35 = Camera.from_sample(batch).focal_35mm()
     return [next(name for lo, hi, name in LENSES if lo <= float(f) < hi) for f in f35]
 
 

@@ -46,7 +46,6 @@ from tqdm import tqdm
 
 from hmrkit.io import atomic_save_npz, atomic_write_text, save_mesh
 from hmrkit.render.draw import fit_camera, orbit, overlay, shade, write_image
-from hmrkit.render.gbuffer import intrinsics_matrix
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -377,6 +376,7 @@ def make_batch(people: list[tuple[np.ndarray, Box, float]], res: int, rois: int 
 
     from hmrkit.data.public import warp_crop
     from hmrkit.data.rois import multi_roi_boxes
+    from hmrkit.geometry.cameras import Camera
     from hmrkit.geometry.crops import crop_matrix
 
     center = torch.tensor(np.stack([box[0] for _, box, _ in people]), dtype=torch.float64)
@@ -384,14 +384,13 @@ def make_batch(people: list[tuple[np.ndarray, Box, float]], res: int, rois: int 
     affine = crop_matrix(center, size, res)
     crops = [warp_crop(image, affine[i].numpy(), res) for i, (image, _, _) in enumerate(people)]
     wh = torch.tensor([[im.shape[1], im.shape[0]] for im, _, _ in people], dtype=torch.float64)
+    camera = Camera.default(wh, torch.tensor([f for _, _, f in people], dtype=torch.float64))
     batch = {
         "image": torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2),
         "crop_affine": affine,
         "box_center": center,
         "box_size": size,
-        "image_size": wh,
-        "focal": torch.tensor([f for _, _, f in people], dtype=torch.float64),
-        "principal_point": wh / 2,
+        **camera.to_sample(),
     }
     if rois > 1:
         centers, sizes = multi_roi_boxes(center, size, m=rois)  # (P, M, 2), (P, M)
@@ -408,20 +407,21 @@ def make_batch(people: list[tuple[np.ndarray, Box, float]], res: int, rois: int 
 
 def unpack(est, batch: dict) -> list[dict[str, np.ndarray]]:
     """Per-person parameters (float64 numpy) of a :class:`BodyEstimate` and its batch."""
-    from hmrkit.geometry.cameras import project_perspective
+    from hmrkit.geometry.cameras import Camera
 
     transl = est.transl.detach().cpu().double()
     joints = est.joints.detach().cpu().double() + transl[:, None]
     vertices = est.vertices.detach().cpu().double() + transl[:, None]
     b = {k: v.detach().cpu().double() for k, v in batch.items() if not k.endswith("image")}
-    keypoints = project_perspective(joints, b["focal"], b["principal_point"])
+    camera = Camera.from_sample(b)
+    keypoints = camera.project(joints)
     rotmat = est.rotmat.detach().cpu().double()
     fields = {
         "global_orient": rotmat[:, 0], "body_pose": rotmat[:, 1:],
         "betas": est.betas.detach().cpu().double(), "transl": transl,
         "cam_crop": est.cam_crop.detach().cpu().double(), "box_center": b["box_center"],
-        "box_size": b["box_size"], "focal": b["focal"], "principal_point": b["principal_point"],
-        "image_size": b["image_size"], "joints3d": joints, "keypoints2d": keypoints,
+        "box_size": b["box_size"], "focal": camera.focal, "principal_point": camera.principal_point,
+        "image_size": camera.image_size, "joints3d": joints, "keypoints2d": keypoints,
         "vertices": vertices,
     }
     return [{k: v[i].numpy() for k, v in fields.items()} for i in range(len(transl))]
@@ -457,9 +457,7 @@ def render_overlay(image: np.ndarray, vertex_sets, faces, focal: float) -> np.nd
     visible = [v for v in vertex_sets if np.isfinite(v).all() and (v[:, 2] > 0).any()]
     if not visible:
         return image.copy()
-    # principal point (W/2, H/2) in hmrkit pixels; the rasteriser puts pixel centres at
-    # integers (hmrkit at i + 0.5), hence the -0.5
-    K = intrinsics_matrix((focal, focal, W / 2 - 0.5, H / 2 - 0.5))
+    K = (focal, focal, W / 2, H / 2)  # principal point at the image centre
     rgba = shade(*merge_meshes(visible, faces), K, (W, H))
     return overlay(image, rgba, OVERLAY_OPACITY)
 
@@ -569,8 +567,12 @@ class Predictor:
         boxes, reason = self.find_boxes(frame)
         if not boxes:
             return self._skip(entry, "no person", name, reason)
+        import torch
+
+        from hmrkit.geometry.cameras import default_focal
+
         H, W = frame.image.shape[:2]
-        focal = self.args.focal or float(np.hypot(W, H))  # CLIFF's default focal
+        focal = self.args.focal or float(default_focal(torch.tensor([W, H], dtype=torch.float64)))
         self.pending.append(Job(frame, boxes, focal, entry))
         if sum(len(j.boxes) for j in self.pending) >= self.args.batch_size:
             self.flush()

@@ -15,12 +15,13 @@ everything lives in one *virtual full image*, the source image after the augment
 change (rotation about the principal point, then mirror ``x -> W - x``; the identity when not
 augmenting). In it:
 
-- ``keypoints2d/*``, ``box_center``, ``principal_point`` are virtual full-image pixels;
+- ``keypoints2d/*``, ``box_center``, the principal point of ``camera/intrinsics`` are virtual
+  full-image pixels;
   ``box_center`` / ``box_size`` are the box actually cropped (after scale / translation jitter);
 - ``crop_affine`` maps virtual full-image pixels to crop pixels:
   ``crop_affine @ [x, y, 1]`` of a keypoint is where it appears in ``image``; it equals
   ``hmrkit.geometry.crops.crop_matrix(box_center, box_size, crop_size)``;
-- 3D labels are in the virtual camera frame: ``project(joints3d, focal, principal_point) ==
+- 3D labels are in the virtual camera frame: ``Camera.from_sample(s).project(joints3d) ==
   keypoints2d/smpl24`` holds for augmented samples too, a flip mirrors the 3D labels
   (``x -> -x``) and swaps left / right joints, a rotation rolls them by ``rot_z(theta)``;
 - ``meta/source_affine`` (2, 3) maps source full-image pixels to virtual ones (identity
@@ -34,7 +35,6 @@ its box: ``rois/image`` (M, 3, S, S), ``rois/box_center`` (M, 2), ``rois/box_siz
 
 from __future__ import annotations
 
-import math
 import re
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -56,11 +56,12 @@ from hmrkit.data.augment import (
     warp_layer,
 )
 from hmrkit.data.rois import MAX_ROIS, multi_roi_boxes
-from hmrkit.data.sample import SAMPLE_KEYS
+from hmrkit.data.sample import ROI_KEYS, ROTATED_BOX_KEYS, SAMPLE_KEYS
 from hmrkit.data.shards import ShardReader, decode_image, decode_npz, scan_shards
+from hmrkit.geometry.cameras import default_focal
 from hmrkit.geometry.crops import affine_to_cv2, crop_matrix
 
-__all__ = ["SyntheticDataset", "SCENE_RECORD", "ROI_KEYS", "META_KEYS"]
+__all__ = ["SyntheticDataset", "SCENE_RECORD", "META_KEYS"]
 
 SCENE_RECORD: dict[str, str] = {
     "image.jpg": "RGB full image (JPEG; or image.png)",
@@ -71,9 +72,6 @@ SCENE_RECORD: dict[str, str] = {
     "meta.json": "free-form scene parameters",
 }
 """Members of one scene record (see the scene engine)."""
-
-ROI_KEYS: dict[str, str] = {k: v for k, v in SAMPLE_KEYS.items() if k.startswith("rois/")}
-"""Extra keys of samples with ``rois > 1``."""
 
 META_KEYS: dict[str, str] = {
     "meta/index": "(3,) int64: shard, record, person",
@@ -177,7 +175,7 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
         self.persons = persons
         self.min_visible = float(min_visible)
         self.epoch = 0
-        available = (set(SAMPLE_KEYS) - set(ROI_KEYS)) | set(META_KEYS)
+        available = (set(SAMPLE_KEYS) - set(ROI_KEYS) - set(ROTATED_BOX_KEYS)) | set(META_KEYS)
         if self.rois > 1:
             available |= set(ROI_KEYS)
         if keys is None:
@@ -296,7 +294,7 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
             wh = np.array([image.shape[1], image.shape[0]], dtype=np.float64)
         else:
             raise ValueError(f"{self.shards[s].path}: record {r} has no image_size")
-        focal = float(labels["focal"]) if "focal" in labels else math.hypot(*wh)
+        focal = float(labels["focal"]) if "focal" in labels else float(default_focal(wh))
         pp = np.asarray(labels.get("principal_point", wh / 2), dtype=np.float64).reshape(2)
         center = np.asarray(labels["box_center"], dtype=np.float64)[p]
         size = float(np.asarray(labels["box_size"], dtype=np.float64).reshape(-1)[p])
@@ -382,12 +380,11 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
         out["crop_affine"] = crop[0]
         out["box_center"] = center
         out["box_size"] = size
-        out["image_size"] = wh
-        out["focal"] = focal
-        out["principal_point"] = person["principal_point"]
+        out["camera/intrinsics"] = np.array([focal, focal, *person["principal_point"]])
+        out["camera/image_size"] = wh
+        out["camera/to_world"] = person.get("cam_to_world", np.zeros((3, 3)))
         for key, shape in _PERSON_SHAPES.items():
             out[key] = person[key] if key in person else np.zeros(shape)
-        out["cam_to_world"] = person.get("cam_to_world", np.zeros((3, 3)))
         out["has_keypoints2d"] = float(any(k.startswith("keypoints2d/") for k in person))
         out["has_joints3d"] = float("joints3d" in person)
         out["has_smpl"] = float(all(k in person for k in ("global_orient", "body_pose", "betas")))

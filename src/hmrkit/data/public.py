@@ -4,7 +4,7 @@ Both readers are map-style datasets that yield one :mod:`Sample <hmrkit.data.sam
 person: the square crop of ``crop_size`` pixels around the person's box and the labels of the
 schema, in the frames the schema defines (2D in full-image pixels, 3D in the camera frame,
 rotations as 3x3 matrices). Augmentation (:class:`hmrkit.data.augment.AugmentConfig`) works as
-in :class:`hmrkit.data.dataset.SyntheticDataset`: labels, ``box_center``, ``principal_point``
+in :class:`hmrkit.data.dataset.SyntheticDataset`: labels, ``box_center``, the principal point
 and ``crop_affine`` live in the *virtual* full image after the view change, and
 ``meta/source_affine`` maps the stored image's pixels to it.
 
@@ -36,7 +36,6 @@ schema has no key for:
   point (SPIN's ``S`` is centred on the H36M pelvis): only differences between joints hold;
 - ``meta/keypoints3d_conf/smpl24`` (24,, for ``joints3d``) and ``meta/keypoints3d_conf/lsp14``
   (14,) float {0, 1}: which 3D joints are labelled (``has_joints3d`` is 1 when any is);
-- ``meta/focal_xy`` (2,): ``(f_x, f_y)``; ``focal`` is their mean;
 - ``meta/source_affine`` (2, 3): stored full-image pixels -> the sample's full-image pixels;
 - ``meta/index`` (3,) int64: ``(row, 0, 0)`` of the npz, ``(sequence, frame, actor)`` of 3DPW.
 """
@@ -71,6 +70,7 @@ from hmrkit.data.augment import (
     transform_labels,
     view_change,
 )
+from hmrkit.geometry.cameras import default_focal
 from hmrkit.geometry.crops import (
     SPIN_SCALE_UNIT,
     affine_to_cv2,
@@ -412,9 +412,9 @@ class _PublicDataset(EpochSeededAugmentation, Dataset):
         out["crop_affine"] = crop
         out["box_center"] = center
         out["box_size"] = size
-        out["image_size"] = wh
-        out["focal"] = float(np.mean(person.focal_xy))
-        out["principal_point"] = labels.pop("principal_point")
+        out["camera/intrinsics"] = np.array([*person.focal_xy, *labels.pop("principal_point")])
+        out["camera/image_size"] = wh
+        out["camera/to_world"] = labels.pop("cam_to_world")
         out.update(labels)
         out["transl"] = transl
         out.update({k: v for k, v in person.flags.items() if k != "meta/has_transl"})
@@ -428,7 +428,6 @@ class _PublicDataset(EpochSeededAugmentation, Dataset):
             out["depth"] = np.zeros((res, res), np.float32)
         out["has_mask"] = out["has_iuv"] = out["has_depth"] = 0.0
         out["meta/has_transl"] = has_transl
-        out["meta/focal_xy"] = person.focal_xy
         out["meta/source_affine"] = source
         out.update({f"meta/{k}" if not k.startswith("meta/") else k: v for k, v in conf.items()})
         sample = {
@@ -470,8 +469,9 @@ class SpinNpzDataset(_PublicDataset):
     root in the camera frame) -> ``global_orient`` / ``body_pose``; ``shape`` -> ``betas`` (SMPL
     betas: ``meta/body_model = 1``); ``has_smpl`` (1 when absent but ``pose`` is present, as in
     SPIN); ``gender`` -> ``meta/gender``; CLIFF's ``global_t`` -> ``transl`` (camera frame,
-    ``meta/has_transl``) and ``focal_l`` -> ``focal`` (else ``sqrt(W^2 + H^2)``). The principal
-    point is the image centre; the image size comes from the image.
+    ``meta/has_transl``) and ``focal_l`` -> the focal of ``camera/intrinsics`` (else
+    ``sqrt(W^2 + H^2)``). The principal point is the image centre; the image size comes from
+    the image.
 
     Args:
         npz_path: the ``.npz`` file.
@@ -639,7 +639,8 @@ class SpinNpzDataset(_PublicDataset):
         labels["world_global_orient"] = _eye()
         labels["cam_to_world"] = _eye()
         labels["principal_point"] = np.array([width / 2, height / 2])
-        f = float(self.focal_l[i]) if self.focal_l is not None else math.hypot(width, height)
+        f = float(self.focal_l[i]) if self.focal_l is not None else float(
+            default_focal(torch.tensor([width, height], dtype=torch.float64)))
         return _Person(
             labels=labels,
             center=self.center[i] + off,
@@ -789,10 +790,10 @@ class PW3DDataset(_PublicDataset):
       :func:`rest_pelvis`) and ``meta/has_transl = 1``; without one, zeros and
       ``meta/has_transl = 0`` (``joints3d[0]`` still gives the camera-frame root joint, so
       ``transl = joints3d[0] - J0`` whenever ``jointPositions`` come from the same model);
-    - ``focal`` = mean of ``f_x``, ``f_y`` of ``cam_intrinsics`` (both in ``meta/focal_xy``),
-      ``principal_point`` = its ``(c_x, c_y)`` + ``pixel_offset``; ``world_global_orient`` =
-      ``R_world``, ``cam_to_world = R_c^T``, but ``has_world = 0``: 3DPW's world frame is not
-      the gravity-aligned, ground-at-zero frame of the schema;
+    - ``camera/intrinsics``: ``f_x``, ``f_y`` of ``cam_intrinsics`` and its ``(c_x, c_y)`` +
+      ``pixel_offset``; ``world_global_orient`` = ``R_world``, ``camera/to_world = R_c^T``, but
+      ``has_world = 0``: 3DPW's world frame is not the gravity-aligned, ground-at-zero frame
+      of the schema;
     - frames whose ``campose_valid`` is 0 are left out with ``valid_only`` (SPIN's protocol);
       otherwise kept with ``has_smpl = has_joints3d = meta/has_transl = 0`` and the projected
       keypoints invisible (the OpenPose keypoints stay).

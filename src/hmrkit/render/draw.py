@@ -105,7 +105,7 @@ def draw_keypoints(
     """Draw 2D keypoints (N, 2) in pixels and their skeleton edges on a copy of ``image``."""
     out = np.ascontiguousarray(image.copy())
     vis = np.ones(len(keypoints), bool) if visible is None else np.asarray(visible) > 0
-    pts = np.round(np.asarray(keypoints)).astype(int)
+    pts = np.floor(np.asarray(keypoints)).astype(int)  # the pixel holding the point (OpenCV)
     for a, b in edges:
         if vis[a] and vis[b]:
             cv2.line(out, tuple(pts[a]), tuple(pts[b]), color, max(1, radius // 2), cv2.LINE_AA)

@@ -18,7 +18,8 @@ from torch import Tensor
 
 from hmrkit.body import BodyModel, load_body_model
 from hmrkit.body.model import BodyOutput
-from hmrkit.geometry.cameras import crop_to_full_camera
+from hmrkit.geometry.cameras import Camera
+from hmrkit.geometry.crops import CropBox
 from hmrkit.metrics import PROTOCOLS, mpjpe, n_mpjpe, pa_mpjpe, pa_pve, pve
 from hmrkit.models.optim import adam_with_schedule, check_schedule
 
@@ -112,9 +113,8 @@ class MethodModule(L.LightningModule):
         return out.vertices, out.joints
 
     def full_translation(self, cam_crop: Tensor, batch: dict[str, Tensor]) -> Tensor:
-        return crop_to_full_camera(
-            cam_crop, batch["box_center"], batch["box_size"], batch["image_size"], batch["focal"]
-        )
+        crop = CropBox.from_sample(batch, getattr(self, "image_size", 1))
+        return crop.to_full_translation(cam_crop, Camera.from_sample(batch))
 
     def forward(self, batch: dict[str, Tensor]) -> BodyEstimate:
         return self.estimate(batch)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from hmrkit.body.model import BodyOutput
-from hmrkit.geometry.cameras import cliff_bbox_info
+from hmrkit.geometry.cameras import Camera, cliff_bbox_info
 from hmrkit.losses import full_image_keypoint_loss
 
 from .base import BodyEstimate
@@ -25,18 +25,20 @@ class CLIFF(HMR):
     bbox_normalise = "cliff"
 
     def box_info(self, batch: dict[str, Tensor]) -> Tensor:
+        camera = Camera.from_sample(batch)
         return cliff_bbox_info(
-            batch["box_center"], batch["box_size"], batch["image_size"], batch["focal"],
-            normalise=self.bbox_normalise,
+            batch["box_center"], batch["box_size"], camera.image_size, camera.focal,
+            normalise=self.bbox_normalise, principal_point=camera.principal_point,
         )
 
     def keypoint_2d_losses(self, est: BodyEstimate, batch: dict[str, Tensor]) -> Tensor:
         """CLIFF: full-image perspective projection with the converted camera."""
         out = BodyOutput(est.vertices, est.joints)
+        camera = Camera.from_sample(batch)
         total = 0.0
         for name in self.keypoint_sets:
             total = total + full_image_keypoint_loss(
-                self.body.keypoints(out, name), batch["focal"], batch["principal_point"],
+                self.body.keypoints(out, name), camera.focal_xy, camera.principal_point,
                 batch[f"keypoints2d/{name}"], batch["box_center"], batch["box_size"],
                 batch["has_keypoints2d"], transl=est.transl, crop_affine=batch["crop_affine"],
                 res=self.image_size,

@@ -37,7 +37,8 @@ from torch import Tensor, nn
 
 from hmrkit.body.model import BodyOutput
 from hmrkit.data.rois import MAX_ROIS
-from hmrkit.geometry.cameras import cliff_bbox_info, crop_to_full_camera
+from hmrkit.data.sample import ROI_KEYS
+from hmrkit.geometry.cameras import Camera, cliff_bbox_info, crop_to_full_camera
 from hmrkit.losses import (
     ProjectionHead,
     camera_consistency_loss,
@@ -61,7 +62,6 @@ LOSS_SCALE = 60.0
 """SPIN's global loss factor: the paper's ``lambda_cam`` and ``lambda_cont`` are multiplied by it
 so that they sit on the scale of :class:`LossWeights` (official code: total x 60)."""
 
-ROI_KEYS = ("rois/image", "rois/box_center", "rois/box_size", "rois/crop_affine")
 
 
 class CameraDecoder(nn.Module):
@@ -298,10 +298,10 @@ class MultiRoI(CLIFF):
     def roi_box_info(self, centers: Tensor, sizes: Tensor, batch: dict[str, Tensor]) -> Tensor:
         """CLIFF box information of every RoI, ``(B, M, 3)``."""
         B, M = sizes.shape
+        camera = Camera.from_sample(batch).repeat_interleave(M)
         info = cliff_bbox_info(
-            centers.reshape(B * M, 2), sizes.reshape(B * M),
-            batch["image_size"].repeat_interleave(M, dim=0),
-            batch["focal"].reshape(B).repeat_interleave(M), normalise=self.bbox_normalise,
+            centers.reshape(B * M, 2), sizes.reshape(B * M), camera.image_size, camera.focal,
+            normalise=self.bbox_normalise, principal_point=camera.principal_point,
         )
         return info.view(B, M, 3)
 
@@ -309,10 +309,10 @@ class MultiRoI(CLIFF):
                          batch: dict[str, Tensor]) -> Tensor:
         """Full-image translation of every local camera (Multi-RoI eq. 12, CLIFF), (B, M, 3)."""
         B, M = sizes.shape
+        camera = Camera.from_sample(batch).repeat_interleave(M)
         transl = crop_to_full_camera(
             cams.reshape(B * M, 3), centers.reshape(B * M, 2).to(cams), sizes.reshape(B * M),
-            batch["image_size"].repeat_interleave(M, dim=0),
-            batch["focal"].reshape(B).repeat_interleave(M),
+            camera.image_size, camera.focal, principal_point=camera.principal_point,
         )
         return transl.view(B, M, 3)
 
@@ -360,6 +360,7 @@ class MultiRoI(CLIFF):
         the original crop."""
         _, centers, sizes, affines = self.roi_inputs(batch)
         transl = est.extras["transl_rois"]
+        camera = Camera.from_sample(batch)
         M = transl.shape[1]
         per_roi = "roi_joints" in est.extras
         total = 0.0
@@ -371,7 +372,7 @@ class MultiRoI(CLIFF):
             k = m if self.keypoint_frame == "roi" else 0
             for name in self.keypoint_sets:
                 total = total + full_image_keypoint_loss(
-                    self.body.keypoints(out, name), batch["focal"], batch["principal_point"],
+                    self.body.keypoints(out, name), camera.focal_xy, camera.principal_point,
                     batch[f"keypoints2d/{name}"], centers[:, k], sizes[:, k],
                     batch["has_keypoints2d"], transl=transl[:, m], crop_affine=affines[:, k],
                     res=self.image_size,
@@ -438,9 +439,10 @@ class MultiRoI(CLIFF):
         """Eqs. 12-16 on the local cameras (:func:`camera_consistency_loss`), unweighted."""
         _, centers, sizes, _ = self.roi_inputs(batch)
         cams = est.extras["cams"].float()
+        camera = Camera.from_sample(batch)
         return camera_consistency_loss(
-            cams, centers.float(), sizes.float(), batch["image_size"].float(),
-            batch["focal"].float(), pairs=self.camera_pairs, variant=self.camera_variant,
+            cams, centers.float(), sizes.float(), camera.image_size.float(),
+            camera.focal.float(), pairs=self.camera_pairs, variant=self.camera_variant,
             scale_term=self.camera_scale_term,
         )
 
