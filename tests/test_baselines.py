@@ -54,14 +54,16 @@ def test_cliff_full_image_loss_is_zero_at_ground_truth(batch):
     cam = full_to_crop_camera(batch["transl"] + out.joints[:, 0], batch["box_center"],
                               batch["box_size"], batch["camera/image_size"],
                               batch["camera/intrinsics"][:, 0])
-    est = BodyEstimate(rotmat, batch["betas"], cam, batch["transl"], out.vertices, out.joints)
+    est = BodyEstimate(rotmat=rotmat, betas=batch["betas"], cam_crop=cam, transl=batch["transl"],
+                       vertices=out.vertices, joints=out.joints)
     model.keypoint_sets = ("smpl24",)
     assert model.keypoint_2d_losses(est, batch).item() < 1e-8
 
 
 def test_root_translation_error_is_the_camera_frame_root_distance():
+    from hmrkit.body.estimate import BodyEstimate
     from hmrkit.body.model import BodyOutput
-    from hmrkit.models.methods.base import BodyEstimate, root_translation_error
+    from hmrkit.metrics.scoring import root_translation_error
 
     torch.manual_seed(0)
     joints, transl = torch.randn(3, 24, 3), torch.randn(3, 3)

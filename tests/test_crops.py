@@ -159,6 +159,7 @@ def test_affine_to_cv2_against_warp_affine():
     for flip in (False, True):
         A = crop_matrix(center, size, 32, flip=torch.tensor([flip]))
         crop = cv2.warpAffine(img, affine_to_cv2(A)[0].numpy(), (32, 32), flags=cv2.INTER_NEAREST)
+        np.testing.assert_array_equal(affine_to_cv2(A.numpy()), affine_to_cv2(A).numpy())
         y, x = np.argwhere(crop > 0.5)[0]
         expected = transform_points(torch.tensor([[[37.5, 21.5]]], dtype=F64), A)[0, 0]
         assert (x + 0.5, y + 0.5) == tuple(expected.tolist())

@@ -966,11 +966,11 @@ def test_shape_errors_are_readable():
 
 
 def test_weights_and_weighted_sum():
-    assert SPIN_WEIGHTS["keypoints_2d"] == 300 and SPIN_WEIGHTS["shape"] == 0.06
-    assert SPIN_WEIGHTS["camera"] == 60 and SPIN_WEIGHTS["pose"] == 60
+    assert SPIN_WEIGHTS["keypoints_2d"] == 300 and SPIN_WEIGHTS["betas"] == 0.06
+    assert SPIN_WEIGHTS["cam_prior"] == 60 and SPIN_WEIGHTS["pose"] == 60
     assert MULTIROI_WEIGHTS["camera_consistency"] == 60 and MULTIROI_WEIGHTS["contrastive"] == 6
     assert WHMR_WEIGHTS["vertices"] == 15 and IUV_WEIGHTS == {"index": 2.0, "part": 0.3, "uv": 0.5}
-    total = weighted_sum({"pose": torch.tensor(2.0), "shape": torch.tensor(10.0)}, SPIN_WEIGHTS)
+    total = weighted_sum({"pose": torch.tensor(2.0), "betas": torch.tensor(10.0)}, SPIN_WEIGHTS)
     assert math.isclose(float(total), 120.6, rel_tol=1e-6)
     with pytest.raises(KeyError, match="posee"):
         weighted_sum({"posee": torch.tensor(1.0)}, SPIN_WEIGHTS)

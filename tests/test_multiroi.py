@@ -25,8 +25,8 @@ from hmrkit.models.fusion import (
     positional_encoding,
     positional_encoding_dim,
 )
-from hmrkit.models.methods import METHODS
 from hmrkit.models.methods.multiroi import MultiRoI
+from hmrkit.models.registry import method_class
 
 TINY = dict(backbone="resnet18", image_size=32, regressor_hidden=32, fusion_hidden=32)
 
@@ -98,7 +98,7 @@ def test_camera_consistency_zero_for_one_full_camera(model, variant, pairs, scal
     model.camera_variant, model.camera_pairs, model.camera_scale_term = variant, pairs, scale_term
     try:
         def term(c):
-            est = BodyEstimate(None, None, c[:, 0], None, None, None, {"cams": c})
+            est = BodyEstimate(cam_crop=c[:, 0], extras={"cams": c})
             return float(model.camera_consistency_term(est, b))
 
         assert term(cams) < 1e-8
@@ -196,7 +196,7 @@ def test_raf_relations():
 
 
 def test_registry_and_arguments():
-    assert METHODS["multiroi"] is MultiRoI
+    assert method_class("multiroi") is MultiRoI
     with pytest.raises(ValueError, match="num_rois"):
         MultiRoI(num_rois=6, **TINY)
     with pytest.raises(ValueError, match="fusion"):
@@ -219,8 +219,9 @@ def test_losses_vanish_at_ground_truth(model, batch, frame):
     transl = model.roi_full_cameras(cams, batch["rois/box_center"], batch["rois/box_size"], batch)
     torch.testing.assert_close(transl, batch["transl"][:, None].expand_as(transl),
                                atol=1e-4, rtol=1e-5)
-    est = BodyEstimate(rotmat, batch["betas"], cams[:, 0], transl[:, 0], out.vertices,
-                       out.joints, {"cams": cams, "transl_rois": transl})
+    est = BodyEstimate(rotmat=rotmat, betas=batch["betas"], cam_crop=cams[:, 0],
+                       transl=transl[:, 0], vertices=out.vertices, joints=out.joints,
+                       extras={"cams": cams, "transl_rois": transl})
     model.keypoint_frame, sets = frame, model.keypoint_sets
     model.keypoint_sets = ("smpl24",)
     try:
@@ -321,7 +322,7 @@ def test_make_batch_builds_rois():
     from hmrkit.predict import make_batch
 
     rng = np.random.default_rng(0)
-    image = cv2.resize(rng.random((6, 8, 3)).astype(np.float32), (160, 120))
+    image = cv2.resize(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), (160, 120))
     box = (np.array([70.0, 60.0]), 80.0)
     plain = make_batch([(image, box, 200.0)], 32)
     assert not any(k.startswith("rois/") for k in plain)

@@ -189,3 +189,17 @@ def test_mediapipe_not_installed(checkpoint, images, tmp_path, monkeypatch, caps
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # makes `import mediapipe` fail
     assert _run(checkpoint, tmp_path / "out", images, "--detector", "mediapipe") == 2
     assert "pip install 'hmrkit[detect]'" in capsys.readouterr().err
+
+
+def test_refiner_runs_after_the_method(checkpoint, images, tmp_path, capsys):
+    """``--refiner identity`` writes the same parameters; an unknown refiner is a usage error."""
+    plain, refined = tmp_path / "plain", tmp_path / "refined"
+    assert _run(checkpoint, plain, images / "good.png", "--formats", "", "--no-side-view") == 0
+    assert _run(checkpoint, refined, images / "good.png", "--formats", "", "--no-side-view",
+                "--refiner", "identity") == 0
+    a, b = np.load(plain / "good_p0.npz"), np.load(refined / "good_p0.npz")
+    for key in ("transl", "betas", "joints3d", "keypoints2d"):
+        np.testing.assert_array_equal(a[key], b[key])
+    assert json.loads((refined / "index.json").read_text())["refiner"] == "identity"
+    assert _run(checkpoint, tmp_path / "x", images / "good.png", "--refiner", "nope") == 2
+    assert "--refiner: unknown refiner 'nope'" in capsys.readouterr().err

@@ -18,13 +18,13 @@ from torch.utils.data import default_collate
 from hmrkit.body.keypoints import COCO17_NAMES, LSP14_NAMES, SMPL24_NAMES
 from hmrkit.body.model import BodyModel
 from hmrkit.data.augment import AugmentConfig
+from hmrkit.data.images import ImageReadError
 from hmrkit.data.public import (
     J24_TO_COCO17,
     J24_TO_SMPL24,
     OPENPOSE18_NAMES,
     OPENPOSE18_TO_COCO17,
     SPIN_J24_NAMES,
-    ImageReadError,
     PW3DDataset,
     SpinNpzDataset,
     parse_gender,

@@ -120,8 +120,9 @@ def test_nonfinite_losses_are_skipped_then_stop_training():
         assert model.training_step(batch, 0) is None
     with pytest.raises(FloatingPointError, match="non-finite"):
         model.training_step(batch, 0)
-def test_cli_protocols_match_the_metrics():
-    from hmrkit.evaluate import PROTOCOLS
-    from hmrkit.metrics import PROTOCOLS as DEFINED
-
-    assert set(PROTOCOLS) == set(DEFINED)
+def test_unknown_protocol_and_method_are_clear_errors(data, tmp_path, capsys):
+    assert main(["evaluate", "--method", "mean-pose", "--data", str(data), "--out",
+                 str(tmp_path), "--protocol", "h36m17"]) == 2
+    assert "unknown protocol 'h36m17'" in capsys.readouterr().err
+    assert main(["evaluate", "--method", "nope", "--data", str(data), "--out", str(tmp_path)]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err

@@ -29,8 +29,10 @@ Extra keys (``meta/*``, allowed by :func:`hmrkit.data.sample.check_sample`) that
 schema has no key for:
 
 - ``meta/body_model`` () int64: the body model that ``global_orient`` / ``body_pose`` /
-  ``betas`` / ``transl`` refer to, :data:`BODY_MODEL_CODES` (1 = SMPL for both formats);
-- ``meta/gender`` () int64: 0 neutral, 1 male, 2 female (:data:`GENDER_CODES`);
+  ``betas`` / ``transl`` refer to (:data:`hmrkit.body.labels.LABEL_BODY_MODELS`; SMPL for both
+  formats): metrics and losses pose them with SMPL (:class:`hmrkit.body.labels.LabelBodies`);
+- ``meta/gender`` () int64: 0 neutral, 1 male, 2 female
+  (:data:`hmrkit.body.labels.GENDER_CODES`);
 - ``meta/has_transl`` () float: ``transl`` is a label (``has_smpl`` covers pose and shape only);
 - ``meta/root_relative3d`` () float: 1 when the 3D keypoints are relative to an unknown root
   point (SPIN's ``S`` is centred on the H36M pelvis): only differences between joints hold;
@@ -42,14 +44,12 @@ schema has no key for:
 
 from __future__ import annotations
 
-import math
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -60,30 +60,27 @@ from hmrkit.body.keypoints import (
     LSP14_NAMES,
     get_keypoint_set,
 )
+from hmrkit.body.labels import GENDER_CODES, body_model_code
+from hmrkit.body.smpl import SMPL_NUM_BETAS
 from hmrkit.data.augment import (
     AugmentConfig,
     EpochSeededAugmentation,
-    apply_color,
-    apply_occluders,
     augment_box,
     occluder_layer,
     transform_labels,
     view_change,
 )
+from hmrkit.data.images import ImageReadError, person_crop, read_image
 from hmrkit.geometry.cameras import default_focal
 from hmrkit.geometry.crops import (
     SPIN_SCALE_UNIT,
-    affine_to_cv2,
     box_from_keypoints,
-    crop_matrix,
 )
 from hmrkit.geometry.rotations import axis_angle_to_rotmat
 
 __all__ = [
     "SpinNpzDataset",
     "PW3DDataset",
-    "ImageReadError",
-    "read_image",
     "read_pw3d_sequence",
     "smpl_world_to_camera",
     "rest_pelvis",
@@ -94,8 +91,7 @@ __all__ = [
     "J24_TO_SMPL24",
     "OPENPOSE18_NAMES",
     "OPENPOSE18_TO_COCO17",
-    "GENDER_CODES",
-    "BODY_MODEL_CODES",
+    "SMPL_LABELS",
     "PW3D_SPLITS",
     "SPIN_REQUIRED_KEYS",
     "PW3D_REQUIRED_KEYS",
@@ -136,11 +132,9 @@ OPENPOSE18_TO_COCO17 = tuple(OPENPOSE18_NAMES.index(n) for n in COCO17_NAMES)
 _LSP14_FROM_SMPL = tuple(LSP14_FROM_SMPL24.get(n, -1) for n in LSP14_NAMES)
 """SMPL-24 index of each LSP-14 keypoint, -1 for the head top (no SMPL joint)."""
 
-GENDER_CODES = {"neutral": 0, "male": 1, "female": 2}
-"""``meta/gender`` values."""
-
-BODY_MODEL_CODES = {"native": 0, "smpl": 1}
-"""``meta/body_model`` values: 0 the training body model of the run, 1 SMPL (betas of SMPL)."""
+SMPL_LABELS = body_model_code("smpl")
+"""``meta/body_model`` of both formats' labels (SMPL parameters,
+:data:`hmrkit.body.labels.LABEL_BODY_MODELS`)."""
 
 PW3D_SPLITS = ("train", "validation", "test")
 """Splits of 3DPW (``sequenceFiles/<split>``)."""
@@ -164,56 +158,6 @@ def parse_gender(value: Any) -> int:
         value = value.item()
     key = str(value).strip().lower()
     return {"m": 1, "male": 1, "f": 2, "female": 2}.get(key, 0)
-
-
-# --------------------------------------------------------------------------- images
-
-
-class ImageReadError(OSError):
-    """An image file that is missing or cannot be decoded; ``path`` names it."""
-
-    def __init__(self, path, reason: str):
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"cannot read image '{self.path}': {reason}")
-
-
-def read_image(path) -> np.ndarray:
-    """RGB uint8 ``(H, W, 3)`` image of ``path`` (grey and alpha images are converted).
-
-    Raises :class:`ImageReadError` naming the file when it is missing or not decodable.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(path, "file not found")
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as err:
-        raise ImageReadError(path, f"{type(err).__name__}: {err}") from err
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ImageReadError(path, "not a decodable image (corrupt or unsupported format)")
-    return np.ascontiguousarray(image[..., ::-1])
-
-
-def warp_crop(image: np.ndarray, affine: np.ndarray, res: int) -> np.ndarray:
-    """Crop ``res x res`` float32 RGB in [0, 1] through ``affine`` (full -> crop pixels, 2x3).
-
-    Strong downscaling first shrinks the image with area averaging (no aliasing), then warps
-    bilinearly with the affine re-expressed for the shrunk image.
-    """
-    h, w = image.shape[:2]
-    scale = math.sqrt(abs(np.linalg.det(affine[:, :2])))
-    if scale < 0.5:
-        sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
-        image = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
-        affine = affine @ np.diag([w / sw, h / sh, 1.0])  # shrunk pixels -> full -> crop
-    cv = affine_to_cv2(torch.from_numpy(np.asarray(affine, np.float64)[None]))[0].numpy()
-    crop = cv2.warpAffine(
-        image, cv, (res, res), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    )
-    return crop.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
 # --------------------------------------------------------------------------- SMPL helpers
@@ -402,16 +346,9 @@ class _PublicDataset(EpochSeededAugmentation, Dataset):
                 }
 
         res = self.crop_size
-        crop = crop_matrix(torch.from_numpy(center[None]), size, res)[0].numpy()
-        full = crop @ np.vstack([source, [0.0, 0.0, 1.0]])  # stored image -> crop
-        img = warp_crop(image, full, res)
-        img = apply_color(img, params)
-        img = apply_occluders(img, occluder_layer(params, res))
-
-        out: dict[str, Any] = {"image": np.ascontiguousarray(img.transpose(2, 0, 1))}
-        out["crop_affine"] = crop
-        out["box_center"] = center
-        out["box_size"] = size
+        cut = person_crop(image, center, size, res, source=source, gain=params.color_gain,
+                          occluders=occluder_layer(params, res))
+        out: dict[str, Any] = cut.sample_keys(rois=False)
         out["camera/intrinsics"] = np.array([*person.focal_xy, *labels.pop("principal_point")])
         out["camera/image_size"] = wh
         out["camera/to_world"] = labels.pop("cam_to_world")
@@ -627,7 +564,7 @@ class SpinNpzDataset(_PublicDataset):
             labels["betas"] = self.shape[i]
         else:
             labels["global_orient"], labels["body_pose"] = _eye(), _eye(23)
-            labels["betas"] = np.zeros(10)
+            labels["betas"] = np.zeros(SMPL_NUM_BETAS)
         labels["transl"] = np.zeros(3)
         has_transl, pelvis = 0.0, None
         if self.global_t is not None and has_smpl:
@@ -657,7 +594,7 @@ class SpinNpzDataset(_PublicDataset):
             meta={
                 "meta/index": np.array([i, 0, 0]),
                 "meta/gender": np.array(int(self.gender[i])),
-                "meta/body_model": np.array(BODY_MODEL_CODES["smpl"]),
+                "meta/body_model": np.array(SMPL_LABELS),
             },
         )
 
@@ -746,9 +683,10 @@ def read_pw3d_sequence(path) -> dict[str, Any]:
             out[key] = np.array([parse_gender(g) for g in values], dtype=np.int64)
         elif key == "betas":
             betas = [np.asarray(b, dtype=np.float64).reshape(-1) for b in values]
-            if any(len(b) < 10 for b in betas):
-                raise ValueError(f"{path}: 'betas' has fewer than 10 coefficients for an actor")
-            out[key] = [b[:10] for b in betas]
+            if any(len(b) < SMPL_NUM_BETAS for b in betas):
+                raise ValueError(f"{path}: 'betas' has fewer than {SMPL_NUM_BETAS} coefficients "
+                                 "for an actor")
+            out[key] = [b[:SMPL_NUM_BETAS] for b in betas]
         else:
             arrays = [array(v, f"{key}[{a}]", shape) for a, v in enumerate(values)]
             if key == "jointPositions":
@@ -967,6 +905,6 @@ class PW3DDataset(_PublicDataset):
             meta={
                 "meta/index": np.array([s, f, a]),
                 "meta/gender": np.array(int(seq["genders"][a])),
-                "meta/body_model": np.array(BODY_MODEL_CODES["smpl"]),
+                "meta/body_model": np.array(SMPL_LABELS),
             },
         )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -120,12 +121,19 @@ def normalized_to_pixels(points: torch.Tensor, res) -> torch.Tensor:
     return (points + 1) * res / 2
 
 
-def affine_to_cv2(affine: torch.Tensor) -> torch.Tensor:
+def affine_to_cv2(affine):
     """Re-express an affine between continuous pixel frames for ``cv2.warpAffine``.
 
     OpenCV puts pixel ``i``'s centre at ``i`` (hmrkit at ``i + 0.5``), so
-    ``A_cv(x) = A(x + 0.5) - 0.5``.
+    ``A_cv(x) = A(x + 0.5) - 0.5``. ``affine`` is ``(..., 2, 3)``, a tensor or a numpy array (the
+    result is of the same kind; numpy in float64).
     """
+    if isinstance(affine, np.ndarray):
+        if affine.shape[-2:] != (2, 3):
+            raise ValueError(f"affine_to_cv2: affine has shape {affine.shape}, expected (B, 2, 3)")
+        out = affine.astype(np.float64, copy=True)
+        out[..., 2] += affine[..., :2].sum(-1) * 0.5 - 0.5
+        return out
     _check(affine, (None, 2, 3), "affine_to_cv2", "affine", "(B, 2, 3)")
     shift = affine[:, :, :2].sum(-1) * 0.5 - 0.5
     return torch.cat([affine[:, :, :2], affine[:, :, 2:] + shift[:, :, None]], dim=-1)

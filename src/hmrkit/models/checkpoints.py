@@ -8,7 +8,6 @@ A training checkpoint (Lightning) records the method's class and constructor arg
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -47,19 +46,15 @@ def _init_arguments(checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 
 def _method_class(path: str, checkpoint: dict[str, Any]) -> type:
-    from hmrkit.models.methods import MethodModule
+    from hmrkit.models.registry import RegistryError, method_class
 
     name = (checkpoint.get("hmrkit") or {}).get("method")
     if not name:
         raise CheckpointError(f"{path}: not an hmrkit method checkpoint (no 'hmrkit' entry)")
-    module, _, qualname = name.rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module), qualname)
-    except (ImportError, AttributeError) as err:
-        raise CheckpointError(f"{path}: method class {name} not found ({err})") from err
-    if not (isinstance(cls, type) and issubclass(cls, MethodModule)):
-        raise CheckpointError(f"{path}: {name} is not an hmrkit MethodModule")
-    return cls
+        return method_class(name)
+    except RegistryError as err:
+        raise CheckpointError(f"{path}: {err}") from None
 
 
 def read_checkpoint(path) -> dict[str, Any]:

@@ -11,7 +11,8 @@ import torch
 from torch import Tensor
 
 from hmrkit.body.model import BodyOutput
-from hmrkit.geometry.cameras import project_weak_perspective
+from hmrkit.geometry.cameras import Camera, project_weak_perspective
+from hmrkit.geometry.crops import CropBox
 from hmrkit.losses import (
     camera_scale_prior,
     crop_normalized_keypoints,
@@ -21,13 +22,14 @@ from hmrkit.losses import (
     shape_loss,
     vertex_loss,
 )
+from hmrkit.losses.weights import LossWeights
 from hmrkit.models.backbones import build_backbone, register_imagenet_normalisation
 from hmrkit.models.heads import IterativeRegressor
 
-from .base import BodyEstimate, LossWeights, MethodModule
+from .base import BodyEstimate, Method, Optim
 
 
-class HMR(MethodModule):
+class HMR(Method):
     """SPIN's regressor on a timm backbone; 2D loss in the crop."""
 
     info_dim = 0
@@ -41,7 +43,7 @@ class HMR(MethodModule):
         regressor_hidden: int = 1024,
         keypoint_sets: tuple[str, ...] = ("smpl24", "coco17"),
         body_model: str = "anny24",
-        num_betas: int = 10,
+        num_betas: int | None = None,
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         loss_weights: LossWeights | None = None,
@@ -59,17 +61,29 @@ class HMR(MethodModule):
             body_model, num_betas, lr, weight_decay, loss_weights, lr_schedule, warmup_steps:
                 see :class:`MethodModule`.
         """
-        super().__init__(body_model, num_betas, lr, weight_decay, loss_weights, lr_schedule,
-                         warmup_steps)
+        super().__init__(body_model, num_betas, Optim(lr, weight_decay, lr_schedule, warmup_steps))
         self.save_hyperparameters()
-        self.image_size = image_size
+        self.loss_weights = loss_weights or LossWeights()
+        self.crop_size = self.image_size = image_size
         self.keypoint_sets = tuple(keypoint_sets)
         self.backbone, dim = build_backbone(backbone, image_size, backbone_checkpoint)
         self.regressor = IterativeRegressor(
-            dim, self.info_dim, self.body.num_joints, num_betas, hidden=regressor_hidden,
+            dim, self.info_dim, self.body.num_joints, self.num_betas, hidden=regressor_hidden,
             iterations=iterations,
         )
         register_imagenet_normalisation(self)
+
+    def input_keys(self) -> tuple[str, ...]:
+        return ("image", "box_center", "box_size", "crop_affine", "camera/intrinsics",
+                "camera/image_size")
+
+    def pose_body(self, rotmat: Tensor, betas: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.body(rotmat[:, 0], rotmat[:, 1:], betas)
+        return out.vertices, out.joints
+
+    def full_translation(self, cam_crop: Tensor, batch: dict[str, Tensor]) -> Tensor:
+        crop = CropBox.from_sample(batch, self.crop_size)
+        return crop.to_full_translation(cam_crop, Camera.from_sample(batch))
 
     def box_info(self, batch: dict[str, Tensor]) -> Tensor | None:
         """Extra regressor input describing the box (none for HMR)."""
@@ -102,22 +116,20 @@ class HMR(MethodModule):
     def compute_losses(self, est: BodyEstimate, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         w = self.loss_weights
         gt_rotmat = self.gt_rotmat(batch)
+        has = batch["has_smpl"] * self.labels.same_model(batch).to(batch["has_smpl"])
+        k = min(self.num_betas, batch["betas"].shape[1])
         losses = {
             "keypoints_2d": w.keypoints_2d * self.keypoint_2d_losses(est, batch),
             "keypoints_3d": w.keypoints_3d * keypoint_3d_loss(
                 est.joints, batch["joints3d"], batch["has_joints3d"], root=0
             ),
-            "pose": w.pose * pose_loss(est.rotmat, gt_rotmat, batch["has_smpl"]),
-            "betas": w.betas * shape_loss(
-                est.betas, batch["betas"][:, : self.num_betas], batch["has_smpl"]
-            ),
+            "pose": w.pose * pose_loss(est.rotmat, gt_rotmat, has),
+            "betas": w.betas * shape_loss(est.betas[:, :k], batch["betas"][:, :k], has),
             "cam_prior": w.cam_prior * camera_scale_prior(est.cam_crop[:, 0]),
         }
         if w.vertices:
-            gt = self.body(gt_rotmat[:, 0], gt_rotmat[:, 1:], batch["betas"][:, : self.num_betas])
-            losses["vertices"] = w.vertices * vertex_loss(
-                est.vertices, gt.vertices, batch["has_smpl"]
-            )
+            gt = self.labels.pose(batch)
+            losses["vertices"] = w.vertices * vertex_loss(est.vertices, gt.vertices, has)
         return losses
 
     @staticmethod

@@ -50,10 +50,11 @@ from hmrkit.losses import (
     shape_loss,
     vertex_loss,
 )
+from hmrkit.losses.weights import LossWeights
 from hmrkit.models.fusion import FUSIONS, PE_FREQUENCIES, build_fusion
 from hmrkit.models.heads import IterativeRegressor
 
-from .base import BodyEstimate, LossWeights
+from .base import BodyEstimate
 from .cliff import CLIFF
 
 __all__ = ["LOSS_SCALE", "CameraDecoder", "MultiRoI"]
@@ -120,7 +121,7 @@ class MultiRoI(CLIFF):
         regressor_hidden: int = 1024,
         keypoint_sets: tuple[str, ...] = ("smpl24", "coco17"),
         body_model: str = "anny24",
-        num_betas: int = 10,
+        num_betas: int | None = None,
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         loss_weights: LossWeights | None = None,
@@ -240,13 +241,13 @@ class MultiRoI(CLIFF):
         if per_roi_regressor:
             # official code: the regressor sees u_m and the box information of all the RoIs
             self.regressor = IterativeRegressor(
-                dim, self.info_dim * num_rois, self.body.num_joints, num_betas,
+                dim, self.info_dim * num_rois, self.body.num_joints, self.num_betas,
                 hidden=regressor_hidden, iterations=iterations, mean=mean,
             )
             self.camera_decoder = None
         else:
             self.regressor = IterativeRegressor(
-                dim, self.info_dim if mesh_box_info else 0, self.body.num_joints, num_betas,
+                dim, self.info_dim if mesh_box_info else 0, self.body.num_joints, self.num_betas,
                 hidden=regressor_hidden, iterations=iterations, mean=mean,
             )
             # D^mesh predicts no camera: freeze its camera output at the mean camera (no unused
@@ -266,6 +267,11 @@ class MultiRoI(CLIFF):
         """Projection head to the contrastive space ``z`` (built only when the loss is on)."""
 
     # ------------------------------------------------------------------ inputs
+    def input_keys(self) -> tuple[str, ...]:
+        rois = ROI_KEYS if self.num_rois > 1 else ("image", "box_center", "box_size",
+                                                     "crop_affine")
+        return (*rois, "camera/intrinsics", "camera/image_size")
+
     def roi_inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The first ``num_rois`` RoIs of the batch: crops ``(B, M, 3, S, S)``, centres
         ``(B, M, 2)``, sides ``(B, M)`` and crop affines ``(B, M, 2, 3)``.
@@ -384,20 +390,19 @@ class MultiRoI(CLIFF):
                     gt_vertices: Tensor | None, gt_pelvis: Tensor | None) -> dict[str, Tensor]:
         """SPIN-lineage terms of one mesh estimate (eq. 18: ``L_3D``, ``L_smpl``, ``L_vert``)."""
         w = self.loss_weights
+        has = batch["has_smpl"] * self.labels.same_model(batch).to(batch["has_smpl"])
+        k = min(self.num_betas, batch["betas"].shape[1])
         losses = {
             "keypoints_3d": w.keypoints_3d * keypoint_3d_loss(
                 joints, batch["joints3d"], batch["has_joints3d"], root=0
             ),
-            "pose": w.pose * pose_loss(rotmat, gt_rotmat, batch["has_smpl"]),
-            "betas": w.betas * shape_loss(
-                betas, batch["betas"][:, : self.num_betas], batch["has_smpl"]
-            ),
+            "pose": w.pose * pose_loss(rotmat, gt_rotmat, has),
+            "betas": w.betas * shape_loss(betas[:, :k], batch["betas"][:, :k], has),
         }
         if gt_vertices is not None:
             # official code: each mesh centred on its own pelvis
             losses["vertices"] = w.vertices * vertex_loss(
-                vertices, gt_vertices, batch["has_smpl"], pred_root=joints[:, 0],
-                gt_root=gt_pelvis,
+                vertices, gt_vertices, has, pred_root=joints[:, 0], gt_root=gt_pelvis,
             )
         return losses
 
@@ -408,7 +413,7 @@ class MultiRoI(CLIFF):
         gt_rotmat = self.gt_rotmat(batch)
         gt_vertices = gt_pelvis = None
         if w.vertices:
-            gt = self.body(gt_rotmat[:, 0], gt_rotmat[:, 1:], batch["betas"][:, : self.num_betas])
+            gt = self.labels.pose(batch)
             gt_vertices, gt_pelvis = gt.vertices, gt.joints[:, 0]
         if "roi_joints" in est.extras:  # one estimate per RoI: average their losses
             x = est.extras
