@@ -4,6 +4,7 @@ refiners."""
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from hmrkit.body.estimate import BodyEstimate
 from hmrkit.body.labels import LabelBodies, body_model_code, body_model_family
 from hmrkit.cli import main
 from hmrkit.metrics.scoring import score
+from hmrkit.models.heads import IterativeRegressor
 from hmrkit.models.refiners import IdentityRefiner, Refiner
 from hmrkit.models.registry import RegistryError, method_class, refiner_class
 
@@ -111,7 +113,7 @@ def test_labels_of_another_body_model(data, monkeypatch):
                         lambda name, **kw: stand_in if name == "smpl" else real(name, **kw))
     from hmrkit.evaluate import dataset_for
 
-    model = HMR(backbone="resnet18", image_size=64, regressor_hidden=16)
+    model = HMR(crop_size=64, head=partial(IterativeRegressor, hidden=16))
     batch = next(iter(torch.utils.data.DataLoader(dataset_for(model, data), batch_size=4)))
     mixed = {**batch, "meta/body_model": torch.tensor([0, 1, 0, 1])[: len(batch["betas"])]}
     labels = LabelBodies(model.body, "anny24")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 
 import cv2
 import numpy as np
@@ -26,7 +27,9 @@ def checkpoint(tmp_path_factory):
     from hmrkit.models.methods import HMR
 
     torch.manual_seed(0)
-    model = HMR(backbone="resnet18", image_size=64, regressor_hidden=64)
+    from hmrkit.models.heads import IterativeRegressor
+
+    model = HMR(crop_size=64, head=partial(IterativeRegressor, hidden=64))
     path = tmp_path_factory.mktemp("ckpt") / "hmr.ckpt"
     torch.save({"hmrkit": {"method": "hmrkit.models.methods.hmr.HMR"},
                 "hyper_parameters": dict(model.hparams), "state_dict": model.state_dict()}, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -109,10 +110,11 @@ def test_missing_checkpoint_is_a_clear_error(data, tmp_path, capsys):
 
 
 def test_nonfinite_losses_are_skipped_then_stop_training():
+    from hmrkit.models.heads import IterativeRegressor
     from hmrkit.models.methods import HMR
     from hmrkit.models.methods.base import MAX_NONFINITE_STEPS
 
-    model = HMR(backbone="resnet18", image_size=32, regressor_hidden=16)
+    model = HMR(crop_size=32, head=partial(IterativeRegressor, hidden=16))
     model.compute_losses = lambda est, batch: {"x": torch.tensor(float("nan"))}
     model.estimate = lambda batch: None
     batch = {"image": torch.zeros(2, 3, 32, 32)}

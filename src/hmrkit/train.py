@@ -2,11 +2,14 @@
 
     hmrkit train --config configs/hmr-r18-128.yaml [--trainer.max_steps 100 ...] [--resume last]
 
-The model is any method (:mod:`hmrkit.models.methods`) or the backbone pretext
+The model is any method (a class path: :mod:`hmrkit.models.registry`; its parts as nested class
+paths, :mod:`hmrkit.models.parts`) or the backbone pretext
 (:class:`hmrkit.models.pretext.KeypointPretext`). The configuration is the model's and the
 data module's typed constructor arguments (YAML under ``configs/``; ``--print_config`` shows
 every key with its default); Lightning saves it (``config.yaml``) next to the TensorBoard
-logs and checkpoints of every run. A key that does not exist is an error naming it.
+logs and checkpoints of every run. A key that does not exist is an error naming it. The sizes
+model and data share are set once, in the model: the data module's crop size, RoI count and
+keys are linked from the model's ``crop_size``, ``num_rois`` and ``input_keys()``.
 Checkpoints are written atomically (:class:`~hmrkit.models.checkpoints.AtomicCheckpointIO`);
 ``--resume last`` (or a path) continues a run with its optimizer state and step count. The
 same config runs on CPU, one GPU or many (``--trainer.accelerator gpu --trainer.devices 4
@@ -25,6 +28,10 @@ from hmrkit.data.module import HMRDataModule
 from hmrkit.models.checkpoints import AtomicCheckpointIO
 
 
+def _input_keys(model) -> tuple[str, ...]:
+    return tuple(model.input_keys())
+
+
 class HMRKitCLI(LightningCLI):
     """LightningCLI with atomic checkpoints and a ``--resume`` option."""
 
@@ -33,6 +40,11 @@ class HMRKitCLI(LightningCLI):
             "--resume", default=None,
             help="continue from a checkpoint: a path, or 'last' (the run's last.ckpt)",
         )
+        # shared sizes, linked once: the model's method contract sets what the data cuts
+        parser.link_arguments("model.crop_size", "data.crop_size", apply_on="instantiate")
+        parser.link_arguments("model.num_rois", "data.rois", apply_on="instantiate")
+        parser.link_arguments("model", "data.keys", compute_fn=_input_keys,
+                              apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         """``--resume last``: the newest ``last.ckpt`` of this config's TensorBoard runs; the

@@ -52,6 +52,7 @@ def build_dataset(
                                 augment=augment, keys=keys)
     if rois != 1:
         raise ValueError(f"rois > 1 is only available for format 'synth', not '{format}'")
+    # the public readers return every key they have; rois/* keys are synthetic only
     if format == "spin-npz":
         from hmrkit.data.public import SpinNpzDataset
 

@@ -2,7 +2,8 @@
 
 Every dataset yields Samples of one schema (:mod:`hmrkit.data.sample`), so a data module is
 only "which files, which crop, which augmentation, how many workers"; the files are read by
-:func:`hmrkit.data.formats.build_dataset`.
+:func:`hmrkit.data.formats.build_dataset`. Under ``hmrkit train`` the crop size, the RoI count
+and the keys the model reads are linked from the model (its method contract), not set here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from hmrkit.data.augment import AugmentConfig
-from hmrkit.data.formats import build_dataset, evenly_spaced
+from hmrkit.data.formats import SPARSE_KEYS, build_dataset, evenly_spaced
 
 SPIN_AUGMENTATION = AugmentConfig()
 """The default training augmentation (SPIN's settings; never modified)."""
@@ -35,6 +36,7 @@ class HMRDataModule(L.LightningDataModule):
         augment: AugmentConfig | None = SPIN_AUGMENTATION,
         max_val_samples: int | None = 512,
         max_train_samples: int | None = None,
+        keys: tuple[str, ...] = (),
     ):
         """
         Args:
@@ -50,6 +52,8 @@ class HMRDataModule(L.LightningDataModule):
             augment: training augmentation (default: SPIN's, :class:`AugmentConfig`); null: off.
             max_val_samples: validate on this many samples, evenly spread (None: all).
             max_train_samples: train on the first this many samples (None: all).
+            keys: Sample keys the model reads besides the regression labels (linked from the
+                model's ``input_keys``).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -60,19 +64,20 @@ class HMRDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.augment = augment
         self.max_val_samples, self.max_train_samples = max_val_samples, max_train_samples
+        self.keys = tuple(dict.fromkeys((*SPARSE_KEYS, "meta/body_model", *keys)))
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
             train = build_dataset(self.format, self.train_path, self.crop_size, self.augment,
-                                  self.rois, image_root=self.image_root)
+                                  self.rois, image_root=self.image_root, keys=self.keys)
             if self.max_train_samples is not None:
                 train = Subset(train, range(min(self.max_train_samples, len(train))))
             self.train_set = train
         if stage in (None, "fit", "validate") and self.val_path and self.val_set is None:
             val = build_dataset(self.val_format, self.val_path, self.crop_size, None, self.rois,
-                                image_root=self.image_root)
+                                image_root=self.image_root, keys=self.keys)
             self.val_set = evenly_spaced(val, self.max_val_samples)
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:

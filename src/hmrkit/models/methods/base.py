@@ -35,8 +35,10 @@ from hmrkit.body import BodyModel, load_body_model
 from hmrkit.body.estimate import BodyEstimate
 from hmrkit.body.labels import LabelBodies
 from hmrkit.geometry.cameras import Camera
+from hmrkit.losses.sets import LossContext
 from hmrkit.metrics.scoring import score
 from hmrkit.models.optim import adam_with_schedule, check_schedule
+from hmrkit.models.parts import class_path, plain
 
 __all__ = ["MAX_NONFINITE_STEPS", "BodyEstimate", "Method", "Optim"]
 
@@ -92,6 +94,11 @@ class Method(L.LightningModule):
     def num_betas(self) -> int:
         """Shape coefficients predicted: the body model's."""
         return self.body.num_betas
+
+    @property
+    def loss_context(self) -> LossContext:
+        """What the method's loss set needs from it (:mod:`hmrkit.losses.sets`)."""
+        return LossContext(self.body, self.labels, self.crop_size, self.num_rois)
 
     # ---------------------------------------------------------------- the contract
     def input_keys(self) -> tuple[str, ...]:
@@ -164,7 +171,7 @@ class Method(L.LightningModule):
         return adam_with_schedule(self, o.lr, o.weight_decay, o.schedule, o.warmup_steps)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Record the method class so :func:`hmrkit.models.checkpoints.load_method` can rebuild
-        it from the checkpoint alone."""
-        cls = type(self)
-        checkpoint["hmrkit"] = {"method": f"{cls.__module__}.{cls.__qualname__}"}
+        """Record the method class and its arguments as plain data (parts as class paths), so
+        :func:`hmrkit.models.checkpoints.load_method` rebuilds it from the checkpoint alone."""
+        checkpoint["hmrkit"] = {"method": class_path(type(self))}
+        checkpoint["hyper_parameters"] = plain(dict(self.hparams))
