@@ -116,26 +116,23 @@ def _formats(text: str) -> tuple[str, ...]:
     return names
 
 
-def _positive_int(text: str) -> int:
-    """Parse a positive integer option."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _positive(kind: type) -> Callable[[str], float]:
+    """An argparse type: a positive, finite ``kind`` (``int`` or ``float``)."""
+    name = "integer" if kind is int else "number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {name}, got '{text}'") from None
+        if not value > 0 or not np.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a positive {name}, got {value}")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    """Parse a positive number option."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'") from None
-    if not value > 0 or not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+_positive_int, _positive_float = _positive(int), _positive(float)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from hmrkit.body.keypoints import get_keypoint_set
+from hmrkit.geometry.rotations import MIRROR
 
 __all__ = [
     "AugmentConfig",
@@ -44,15 +45,11 @@ __all__ = [
     "augmentation_rng",
     "sample_augmentation",
     "augment_box",
+    "augmented_box",
     "view_change",
     "transform_labels",
     "occluder_layer",
-    "MIRROR",
 ]
-
-MIRROR = np.diag([-1.0, 1.0, 1.0])
-"""The left-right mirror ``x -> -x`` of the camera, body and world frames."""
-
 
 def _pair(value, name: str, low: float = -math.inf) -> tuple[float, float]:
     try:
@@ -285,6 +282,16 @@ def view_change(params: AugmentParams, image_size, principal_point) -> ViewChang
         float(params.rotation), bool(params.flip), float(np.asarray(image_size).reshape(2)[0]),
         (float(pp[0]), float(pp[1])),
     )
+
+
+def augmented_box(params: AugmentParams, center, size, image_size, principal_point
+                  ) -> tuple[np.ndarray, float, ViewChange]:
+    """A person box under ``params``: jittered in the source image (:func:`augment_box`), then
+    carried into the virtual image of the view change (:func:`view_change`, whose ``affine()``
+    is the sample's ``meta/source_affine``) -> ``(center, size, view)``."""
+    center, size = augment_box(center, size, params)
+    view = view_change(params, image_size, principal_point)
+    return view.apply_points(center), size, view
 
 
 def _perm(name: str, n: int, flip: bool) -> np.ndarray:

@@ -50,10 +50,9 @@ from hmrkit.body.labels import body_model_code
 from hmrkit.data.augment import (
     AugmentConfig,
     EpochSeededAugmentation,
-    augment_box,
+    augmented_box,
     occluder_layer,
     transform_labels,
-    view_change,
 )
 from hmrkit.data.images import as_bgr_uint, person_crop, warp
 from hmrkit.data.rois import MAX_ROIS
@@ -305,10 +304,8 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
 
         # augmentation: box jitter, then the view change to the virtual full image
         params = self.augmentation_params(index)
-        center, size = augment_box(center, size, params)
-        view = view_change(params, wh, pp)
+        center, size, view = augmented_box(params, center, size, wh, pp)
         source = view.affine()
-        center = view.apply_points(center)
         person = {k: np.asarray(v)[p] for k, v in labels.items() if k in _PERSON_SHAPES}
         person["principal_point"] = pp
         if "cam_to_world" in labels:

@@ -65,10 +65,9 @@ from hmrkit.body.smpl import SMPL_NUM_BETAS
 from hmrkit.data.augment import (
     AugmentConfig,
     EpochSeededAugmentation,
-    augment_box,
+    augmented_box,
     occluder_layer,
     transform_labels,
-    view_change,
 )
 from hmrkit.data.images import ImageReadError, person_crop, read_image
 from hmrkit.geometry.cameras import default_focal
@@ -325,10 +324,8 @@ class _PublicDataset(EpochSeededAugmentation, Dataset):
         pp = np.asarray(labels["principal_point"], dtype=np.float64)
 
         params = self.augmentation_params(index)
-        center, size = augment_box(person.center, person.size, params)
-        view = view_change(params, wh, pp)
+        center, size, view = augmented_box(params, person.center, person.size, wh, pp)
         source = view.affine()
-        center = view.apply_points(center)
         transl = labels.pop("transl")
         has_transl = person.flags.get("meta/has_transl", 0.0)
         labels = transform_labels(labels, view)

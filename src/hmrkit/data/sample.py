@@ -19,7 +19,6 @@ convention (pixel ``i`` covers ``[i, i + 1)``).  Keys starting with ``meta/`` ar
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 SAMPLE_KEYS: dict[str, str] = {
@@ -70,11 +69,6 @@ ROTATED_BOX_KEYS: tuple[str, ...] = ("box_rotation", "rois/box_rotation")
 """Keys present only for rotated square crops (absent: axis-aligned boxes)."""
 
 
-def missing_keys(sample: dict[str, Tensor], required: tuple[str, ...]) -> list[str]:
-    """Keys of ``required`` that ``sample`` lacks."""
-    return [k for k in required if k not in sample]
-
-
 def check_sample(sample: dict[str, Tensor], source: str = "sample") -> None:
     """Raise ``ValueError`` naming ``source`` for unknown keys or non-tensor values."""
     for key, value in sample.items():
@@ -82,8 +76,3 @@ def check_sample(sample: dict[str, Tensor], source: str = "sample") -> None:
             raise ValueError(f"{source}: unknown sample key '{key}' (see hmrkit.data.sample)")
         if not isinstance(value, Tensor):
             raise ValueError(f"{source}: '{key}' is a {type(value).__name__}, not a Tensor")
-
-
-def to_device(batch: dict[str, Tensor], device: torch.device | str) -> dict[str, Tensor]:
-    """Move every tensor of a (collated) sample to ``device``."""
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

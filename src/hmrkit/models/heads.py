@@ -47,7 +47,11 @@ def _mean_rotmat() -> torch.Tensor:
         return torch.from_numpy(f["rotmat"])
 
 
-def mean_parameters(num_joints: int = 24, num_betas: int = 10) -> dict[str, np.ndarray]:
+MEAN_CAMERA = (0.9, 0.0, 0.0)
+"""Initial crop camera ``(s, t_x, t_y)``: a body filling most of the crop, centred."""
+
+
+def mean_parameters(num_joints: int, num_betas: int) -> dict[str, np.ndarray]:
     """Mean pose (6D per joint), shape and camera the regressors start from.
 
     The mean rotation of each joint over hmrkit's pose distribution (:data:`MEAN_POSE_FILE`),
@@ -59,7 +63,7 @@ def mean_parameters(num_joints: int = 24, num_betas: int = 10) -> dict[str, np.n
     return {
         "pose": rotmat_to_sixd(mean).reshape(-1).float().numpy()[: num_joints * 6],
         "betas": np.zeros(num_betas, np.float32),
-        "cam": np.array([0.9, 0.0, 0.0], np.float32),
+        "cam": np.array(MEAN_CAMERA, np.float32),
     }
 
 
@@ -70,9 +74,9 @@ class IterativeRegressor(nn.Module):
     def __init__(
         self,
         feature_dim: int,
-        info_dim: int = 0,
-        num_joints: int = 24,
-        num_betas: int = 10,
+        info_dim: int,
+        num_joints: int,
+        num_betas: int,
         hidden: int = 1024,
         iterations: int = 3,
         dropout: float = 0.5,
@@ -137,7 +141,7 @@ class CameraDecoder(nn.Module):
     every RoI with the same weights. ``info_dim > 0`` adds the RoI's box information.
     """
 
-    def __init__(self, feature_dim: int, info_dim: int = 0, hidden: int = 1024,
+    def __init__(self, feature_dim: int, info_dim: int, hidden: int = 1024,
                  iterations: int = 3, dropout: float = 0.5):
         """
         Args:
@@ -153,7 +157,7 @@ class CameraDecoder(nn.Module):
         self.dec_cam = nn.Linear(hidden, 3)
         nn.init.xavier_uniform_(self.dec_cam.weight, gain=0.01)
         nn.init.zeros_(self.dec_cam.bias)
-        self.register_buffer("init_cam", torch.as_tensor(mean_parameters()["cam"]).float())
+        self.register_buffer("init_cam", torch.tensor(MEAN_CAMERA, dtype=torch.float32))
 
     def forward(self, features: Tensor, info: Tensor | None = None) -> list[Tensor]:
         """``features (..., D)`` [and ``info (..., I)``] -> cameras ``(..., 3)`` of every

@@ -11,9 +11,9 @@ backbone and regresses, per joint ``k``, with integral (soft-argmax) regression
 
 ``p_k`` in normalised crop coordinates ([-1, 1]), ``z_k`` the joint depth minus the root's
 in metres. Loss: ``mean_k c_k |p_k - p_k^gt|_1 + depth_weight * mean_k |z_k - z_k^gt|``.
-Only the backbone is kept: a checkpoint of this module is a valid ``backbone_checkpoint``
-of every method with the same backbone (:func:`hmrkit.models.backbones.load_backbone_weights`
-keeps its ``backbone.*`` weights).
+Only the backbone is kept: a checkpoint of this module is a valid ``checkpoint`` of the
+backbone of every method with the same backbone (:class:`hmrkit.models.backbones.TimmBackbone`;
+:func:`hmrkit.models.backbones.load_backbone_weights` keeps its backbone weights).
 
     hmrkit train --config configs/keypoints-r18-96-cpu.yaml
 """

@@ -86,6 +86,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from hmrkit.body.keypoints import SMPL24_NAMES, SMPL24_PARENTS, flip_permutation
+from hmrkit.geometry.rotations import MIRROR
 
 JOINT_NAMES = SMPL24_NAMES
 """The 24 joints of SMPL's tree (also Anny-24's)."""
@@ -95,8 +96,7 @@ _J = {name: i for i, name in enumerate(JOINT_NAMES)}
 
 FLIP = np.array(flip_permutation(JOINT_NAMES))
 """Left-right partner of each joint."""
-MIRROR = np.diag([-1.0, 1.0, 1.0])
-"""The body's mirror plane x -> -x: a mirrored pose is ``MIRROR R[FLIP] MIRROR``."""
+# the body's mirror plane x -> -x: a mirrored pose is ``MIRROR R[FLIP] MIRROR``
 
 _RIGHT = np.array([name.startswith("right_") for name in JOINT_NAMES])
 SIDE_SIGN = np.where(_RIGHT[:, None], np.array([1.0, -1.0, -1.0]), 1.0)

@@ -15,7 +15,6 @@ with ``R_base = diag(1, -1, -1)`` for a level camera looking along world -z.
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
@@ -167,7 +166,7 @@ class SceneEngine:
 
     def __init__(self, config: SceneConfig):
         from hmrkit.data.synthetic.poses import PoseSampler
-        from hmrkit.render.uv import UVAtlas, vertex_to_uv
+        from hmrkit.uv import UVAtlas, vertex_to_uv
 
         self.config = config
         self.body = load_body_model("anny24-full", dtype=torch.float64)
@@ -442,9 +441,3 @@ def encode_scene(scene: dict, config: SceneConfig, index: int) -> dict[str, byte
 def generate_record(config: SceneConfig, index: int) -> dict[str, bytes]:
     """Scene ``index`` of ``config`` as tar members (deterministic; per-process cached engine)."""
     return encode_scene(_engine(config).render(index), config, index)
-
-
-def scene_key(config: SceneConfig, index: int) -> str:
-    """Record key, unique across seeds and splits."""
-    crc = zlib.crc32(json.dumps(asdict(config), sort_keys=True).encode()) & 0xFFFF
-    return f"{config.split}-s{config.seed}-{crc:04x}-{index:08d}"
