@@ -58,6 +58,7 @@ class NonFiniteGuard(Callback):
         self._skip_reason: str | None = None
         self._schedulers: list[dict] = []
         self._start_norm = math.nan
+        self._stopped: str | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start_norm = parameter_norm(pl_module)
@@ -98,6 +99,8 @@ class NonFiniteGuard(Callback):
                        "at the start)")
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        if self._stopped is not None:  # e.g. ModelCheckpoint(save_on_exception=True)
+            raise TrainingStopped(self._stopped)
         bad = nonfinite_weights(checkpoint.get("state_dict", {}))
         if bad:
             self._stop(trainer, f"refusing to save non-finite weights ({bad[0]}, ...)")
@@ -123,8 +126,9 @@ class NonFiniteGuard(Callback):
         kept = f"the last good checkpoint is {good}" if good else "no checkpoint was written"
         lr = getattr(trainer.lightning_module, "lr", None)
         hint = "lower the learning rate" + (f" (now {lr:g})" if lr is not None else "")
-        raise TrainingStopped(f"training stopped at step {trainer.global_step}: {what}; {kept}; "
-                              f"{hint} or check the data")
+        self._stopped = (f"training stopped at step {trainer.global_step}: {what}; {kept}; "
+                         f"{hint} or check the data")
+        raise TrainingStopped(self._stopped)
 
 
 def _last_checkpoint(trainer) -> Path | None:

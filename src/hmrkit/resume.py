@@ -7,18 +7,20 @@ checkpoints lack for an exact continuation.
 - :class:`RunState`: a callback that stores the random-number generators (torch CPU and
   CUDA, NumPy, Python) in every checkpoint and restores them right before the first batch of
   a resumed run, saves ``last.ckpt`` at the step ``max_steps`` stops at, and removes the
-  leftovers of killed checkpoint writes at the start of a run.
+  leftovers of killed checkpoint writes (in the checkpoint folders of all the config's runs)
+  at the start of a run.
 
 With the data order and augmentation epoch restored by the training loader
 (:class:`hmrkit.data.module.ResumableLoader`), a run killed after step ``k`` and resumed ends
-with the same weights as a run that was never interrupted (tested on CPU with
-``num_workers=0``; see the README's training section for what is not restored).
+with the same weights as a run that was never interrupted (tested on CPU, with and without
+DataLoader workers; the README's training section says what is not restored).
 """
 
 from __future__ import annotations
 
 import random
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -132,10 +134,13 @@ class RunState(Callback):
         ckpt_path = getattr(trainer, "ckpt_path", None)
         if ckpt_path:
             folders.add(Path(ckpt_path).parent)
+        root = getattr(trainer.logger, "root_dir", None)  # the config's other runs too
+        if root:
+            folders.update(Path(root).glob("version_*/checkpoints"))
         for folder in sorted(folders):
             self.removed += remove_stale_temporaries(folder)
         if self.removed:
             names = ", ".join(str(p) for p in self.removed[:3])
             more = ", ..." if len(self.removed) > 3 else ""
             print(f"hmrkit train: removed {len(self.removed)} leftover temporary file(s) of "
-                  f"interrupted checkpoint writes ({names}{more})")
+                  f"interrupted checkpoint writes ({names}{more})", file=sys.stderr)
