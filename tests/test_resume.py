@@ -182,7 +182,7 @@ def test_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
     # two runs of the same config: the same weights at step 3
     _assert_same_weights(run_w / "checkpoints" / "epoch=0-step=3.ckpt",
                          run_k / "checkpoints" / "epoch=0-step=3.ckpt")
-    state = torch.load(run_k / "checkpoints" / "last.ckpt", weights_only=False)
+    state = torch.load(run_k / "checkpoints" / "last.ckpt", weights_only=True)  # plain data
     assert state["global_step"] == 4
     assert state["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
         {"epoch": 1, "samples": 2, "seed": 0}]

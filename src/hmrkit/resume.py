@@ -99,7 +99,10 @@ class RunState(Callback):
         """The step :meth:`on_train_batch_end` saved ``last.ckpt`` at (``max_steps``)."""
 
     def state_dict(self) -> dict:
-        state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+        """Plain types and tensors only: checkpoints stay loadable with ``weights_only``."""
+        name, keys, pos, has_gauss, gauss = np.random.get_state()
+        state = {"torch": torch.get_rng_state(),
+                 "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
                  "python": random.getstate()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda"] = torch.cuda.get_rng_state_all()
@@ -113,7 +116,8 @@ class RunState(Callback):
             return
         state, self._pending = self._pending, None
         torch.set_rng_state(state["torch"])
-        np.random.set_state(state["numpy"])
+        name, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
         random.setstate(state["python"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
