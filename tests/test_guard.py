@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from hmrkit.guard import NonFiniteGuard, TrainingStopped
 from hmrkit.models.methods.hmr import HMR
 from tests.helpers import tiny_train
 
@@ -63,7 +62,8 @@ def test_divergence_keeps_the_last_good_checkpoint(tiny_split, tmp_path, capfd, 
 
 def test_nonfinite_steps_are_skipped_and_not_counted(tiny_split, tmp_path, monkeypatch):
     """Calls 3 and 4 of the loss are NaN (the method skips the step), call 6 is finite with
-    NaN gradients (the guard drops them): 6 applied steps take 9 batches."""
+    NaN gradients (the guard drops them): 6 applied steps take 9 batches, and the warm-up
+    (lr 1e-3 x (step + 1) / 10) is at its 7th value."""
     original = HMR.compute_losses
     calls = []
 
@@ -78,9 +78,13 @@ def test_nonfinite_steps_are_skipped_and_not_counted(tiny_split, tmp_path, monke
 
     monkeypatch.setattr(HMR, "compute_losses", flaky)
     runs = tmp_path / "runs"
-    assert tiny_train(tiny_split, runs, "--trainer.max_steps", "6") == 0
+    assert tiny_train(tiny_split, runs, "--trainer.max_steps", "6",
+                      "--model.init_args.warmup_steps", "10") == 0
     last = _load(runs / "tiny-cpu" / "version_0" / "checkpoints" / "last.ckpt")
     assert last["global_step"] == 6 and len(calls) == 9
+    (schedule,) = last["lr_schedulers"]  # the warm-up advanced on applied steps only
+    assert schedule["last_epoch"] == 6 and schedule["_last_lr"] == [pytest.approx(7e-4)]
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(7e-4)
     loop = last["loops"]["fit_loop"]
     assert loop["epoch_loop.batch_progress"]["total"]["processed"] == 9
     assert {int(s["step"]) for s in last["optimizer_states"][0]["state"].values()} == {6}
@@ -101,6 +105,8 @@ def test_too_many_skipped_steps_in_a_row_stop_training(tiny_split, tmp_path, cap
 
 
 def test_a_checkpoint_with_nonfinite_weights_is_never_written():
+    from hmrkit.guard import NonFiniteGuard, TrainingStopped
+
     guard = NonFiniteGuard()
     trainer = SimpleNamespace(checkpoint_callbacks=[], global_step=7,
                               lightning_module=SimpleNamespace(lr=1e-3))

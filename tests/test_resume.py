@@ -11,8 +11,6 @@ import sys
 import pytest
 import torch
 
-from hmrkit.io import remove_stale_temporaries
-from hmrkit.resume import ResumeError, find_resume_checkpoint
 from tests.helpers import tiny_train
 
 
@@ -52,6 +50,8 @@ def _dead_pid() -> int:
 
 
 def test_resume_last_picks_the_latest_run_and_its_newest_complete_checkpoint(tmp_path):
+    from hmrkit.resume import ResumeError, find_resume_checkpoint
+
     runs = tmp_path / "runs"
     _fake_checkpoint(runs / "version_2" / "checkpoints" / "last.ckpt", 50)
     _fake_checkpoint(runs / "version_10" / "checkpoints" / "epoch=0-step=3.ckpt", 3)
@@ -136,6 +136,8 @@ def test_resume_from_a_truncated_or_exported_checkpoint_is_one_line(tiny_split, 
 
 
 def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
+    from hmrkit.io import remove_stale_temporaries
+
     dead, alive = _dead_pid(), os.getpid()
     names = {
         f".last.ckpt.{dead}.abcd_123.tmp": True,  # a killed writer's

@@ -24,7 +24,6 @@ from hmrkit.data.shards import (
     InvalidShardError,
     ShardReader,
     ShardWriter,
-    check_split,
     decode_image,
     decode_member,
     encode_image,
@@ -452,6 +451,8 @@ def test_verify_hashes_members_in_file_order(tmp_path):
 
 
 def test_check_split_names_missing_truncated_and_corrupt_shards(tmp_path):
+    from hmrkit.data.shards import check_split
+
     out = tmp_path / "split"
     write_split(fake_generator, 8, out, shard_size=2, progress=False)
     assert check_split(out).ok and check_split(tmp_path).manifest is None

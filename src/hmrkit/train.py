@@ -62,8 +62,9 @@ class HMRKitCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config
-        if config.data.get("seed") is None and config.get("seed_everything") is not None:
-            config.data.seed = int(config.seed_everything)  # order and augmentation follow it
+        seed = config.get("seed_everything")  # an int once LightningCLI seeded; False: off
+        if config.data.get("seed") is None and isinstance(seed, int) and seed is not False:
+            config.data.seed = seed  # the data order and augmentation follow it
         check_model_fits_data(config)
         self._resolve_resume()
 
@@ -85,9 +86,7 @@ class HMRKitCLI(LightningCLI):
                 print(f"{PROG}: --resume last: {note}", file=sys.stderr)
         else:
             path = Path(resume)
-            checked_checkpoint(path)
-        step = torch.load(path, map_location="cpu", weights_only=False, mmap=True).get(
-            "global_step")
+        step = checked_checkpoint(path).get("global_step")
         print(f"{PROG}: resuming {path} (step {step})", file=sys.stderr)
         self.config.resume = str(path)
         version = path.parent.parent.name
