@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -49,3 +51,24 @@ def random_rotations(*shape: int, dtype=torch.float64, generator=None) -> torch.
         ],
         dim=-1,
     ).reshape(*shape, 3, 3)
+
+
+TINY_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "tiny-cpu.yaml")
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.num_sanity_val_steps", "0",
+         "--trainer.enable_model_summary", "false"]
+
+
+def tiny_train(data, runs, *extra: str) -> int:
+    """``hmrkit train`` on the tiny config (no validation unless ``extra`` sets ``--data.val``),
+    logging under ``runs``; returns the exit status."""
+    from hmrkit.cli import main
+
+    return main(["train", "--config", TINY_CONFIG, "--data.train", str(data), "--data.val",
+                 "null", "--trainer.logger.init_args.save_dir", str(runs), *QUIET, *extra])
+
+
+def one_line(text: str) -> str:
+    """The only non-empty line of ``text`` (fails when there are more)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got {len(lines)}:\n{text}"
+    return lines[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -56,3 +57,125 @@ def test_synth_bad_arguments(argv, message, capsys):
         main(argv)
     text = str(err.value) + capsys.readouterr().err
     assert message in text
+
+
+# --------------------------------------------------------------------------- issue 15 probes
+
+
+@pytest.fixture(scope="module")
+def split3(tmp_path_factory):
+    """A synthetic split of 6 scenes in 3 shards (the same arguments every time)."""
+    out = tmp_path_factory.mktemp("split3") / "test"
+    assert main(SYNTH3 + ["--out", str(out)]) == 0
+    return out
+
+
+SYNTH3 = ["synth", "--n", "6", "--shard-size", "2", "--seed", "4", "--split", "test"]
+
+
+def _copy(split, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(split, tmp_path / "copy"))
+
+
+def _evaluate(data, out, *extra):
+    return main(["evaluate", "--method", "mean-pose", "--data", str(data), "--out", str(out),
+                 *extra])
+
+
+def _one_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def test_evaluate_refuses_a_split_that_does_not_match_its_manifest(split3, tmp_path, capsys):
+    """Issue 15: with a shard deleted, evaluate scored fewer people, exit 0, no warning."""
+    data = _copy(split3, tmp_path)
+    (data / "shard-00001.tar").unlink()
+    assert _evaluate(data, tmp_path / "eval") == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"{data / 'shard-00001.tar'}: missing" in line and "--allow-partial" in line
+    assert not (tmp_path / "eval").exists()
+    truncated = data / "shard-00002.tar"
+    truncated.write_bytes(truncated.read_bytes()[:-1000])
+    assert _evaluate(data, tmp_path / "eval") == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "shard-00001.tar" in line and "1 more bad shard(s): shard-00002.tar" in line
+
+
+def test_evaluate_allow_partial_is_loud(split3, tmp_path, capsys):
+    assert _evaluate(split3, tmp_path / "full") == 0
+    full = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    assert "partial" not in full and "PARTIAL" not in capsys.readouterr().out
+    data = _copy(split3, tmp_path)
+    (data / "shard-00000.tar").unlink()
+    assert _evaluate(data, tmp_path / "part", "--allow-partial") == 0
+    captured = capsys.readouterr()
+    metrics = json.loads((tmp_path / "part" / "metrics.json").read_text())
+    partial = metrics["partial"]
+    assert partial["persons_expected"] == full["count"]
+    assert partial["persons_scored"] == metrics["count"] < full["count"]
+    assert list(partial["left_out"]) == ["shard-00000.tar"]
+    expect = f"PARTIAL RESULT: scored {metrics['count']} of {full['count']} expected persons"
+    assert captured.out.startswith(expect) and expect in captured.err
+    assert expect in (tmp_path / "part" / "metrics.md").read_text()
+    # --limit: at most that many persons expected
+    assert _evaluate(data, tmp_path / "lim", "--allow-partial", "--limit", "2") == 0
+    partial = json.loads((tmp_path / "lim" / "metrics.json").read_text())["partial"]
+    assert partial == {**partial, "persons_scored": 2, "persons_expected": 2}
+
+
+def test_synth_rerun_rewrites_a_corrupt_shard(split3, tmp_path, capsys):
+    """Issue 15: rerunning synth kept a shard whose CRC was wrong and said 'wrote N scenes'."""
+    from hmrkit.data.shards import ShardReader
+
+    data = _copy(split3, tmp_path)
+    shard = data / "shard-00001.tar"
+    good = shard.read_bytes()
+    reader = ShardReader(shard)
+    offset, size, _ = (int(v) for v in reader._loc[0, reader._col["labels.npz"]])
+    bad = bytearray(good)
+    bad[offset + size // 2] ^= 0xFF
+    shard.write_bytes(bytes(bad))
+    capsys.readouterr()
+    assert main(SYNTH3 + ["--out", str(data)]) == 0
+    captured = capsys.readouterr()
+    assert f"{shard}: rewriting invalid shard (CRC mismatch in member '000000002.labels.npz')" \
+        in captured.err
+    assert "6 of 6 scenes in 3 verified shard(s) (complete)" in captured.out
+    assert shard.read_bytes() == good
+
+
+def test_synth_into_another_split_names_the_overwrite_flag(split3, tmp_path, capsys):
+    data = _copy(split3, tmp_path)
+    other = ["synth", "--n", "6", "--shard-size", "2", "--seed", "5", "--out", str(data)]
+    assert main(other) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "belongs to a different split" in line and "hmrkit synth --overwrite" in line
+    assert main([*other, "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("command", [
+    ["evaluate", "--method", "mean-pose", "--data", "x"],
+    ["synth", "--n", "1"],
+    ["predict", "image.jpg", "--checkpoint", "model.pt"],
+])
+def test_out_pointing_at_a_file_is_a_usage_error(command, tmp_path, capsys):
+    existing = tmp_path / "metrics.json"
+    existing.write_text("{}")
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--out", str(existing)])
+    assert exc.value.code == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"argument --out: {existing} exists and is not a folder" in line
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--limit", "0"), ("--batch-size", "0"), ("--workers", "-1"), ("--limit", "many")])
+def test_evaluate_bad_numbers_are_usage_errors(option, value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _evaluate(tmp_path, tmp_path / "eval", option, value)
+    assert exc.value.code == 2
+    assert f"argument {option}: expected" in _one_line(capsys.readouterr().err)

@@ -416,6 +416,68 @@ def test_resume_skips_complete_shards(tmp_path):
     assert redo.calls == [4, 5, 6, 7]
 
 
+def _flip_byte_in_member(path: Path, record: int, member: str) -> None:
+    """Corrupt one byte inside a member: the footer and index stay valid, the CRC does not."""
+    reader = ShardReader(path)
+    offset, size, _ = (int(v) for v in reader._loc[record, reader._col[member]])
+    data = bytearray(path.read_bytes())
+    data[offset + size // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_rerun_verifies_crcs_and_rewrites_a_corrupt_shard(tmp_path):
+    """Issue 15: a rerun kept a shard whose CRC was wrong and reported the split as written."""
+    out = tmp_path / "split"
+    write_split(fake_generator, 6, out, shard_size=2, progress=False)
+    reference = _files(out)
+    _flip_byte_in_member(out / shard_name(1), 1, "labels.npz")
+    ShardReader(out / shard_name(1))  # still opens: only the member data is bad
+    again = FailingGenerator()
+    with pytest.warns(UserWarning) as caught:
+        write_split(again, 6, out, shard_size=2, progress=False)
+    assert again.calls == [2, 3]  # only the corrupt shard is generated again
+    assert [str(w.message) for w in caught] == [
+        f"{out / shard_name(1)}: rewriting invalid shard "
+        "(CRC mismatch in member '000000003.labels.npz')"]
+    assert _files(out) == reference
+
+
+def test_verify_hashes_members_in_file_order(tmp_path):
+    """The data SHA-256 covers members in the order written, which need not be sorted."""
+    path = tmp_path / shard_name(0)
+    with ShardWriter(path, summarize=None) as w:
+        w.write("a", {"meta.json": b"{}", "image.png": b"\x89PNG", "labels.npz": b"PK"})
+    ShardReader(path).verify()
+
+
+def test_check_split_names_missing_truncated_and_corrupt_shards(tmp_path):
+    from hmrkit.data.shards import check_split
+
+    out = tmp_path / "split"
+    write_split(fake_generator, 8, out, shard_size=2, progress=False)
+    assert check_split(out).ok and check_split(tmp_path).manifest is None
+    (out / shard_name(0)).unlink()
+    (out / shard_name(1)).write_bytes((out / shard_name(1)).read_bytes()[:-700])
+    _flip_byte_in_member(out / shard_name(2), 0, "image.jpg")
+    (out / shard_name(4)).write_bytes((out / shard_name(3)).read_bytes())
+    check = check_split(out)
+    assert list(check.problems) == [shard_name(j) for j in (0, 1, 2, 4)]
+    assert "missing" in check.problems[shard_name(0)]
+    assert "truncated" in check.problems[shard_name(1)]
+    assert check.problems[shard_name(2)] == "corrupt: CRC mismatch in member '000000004.image.jpg'"
+    assert "not part of the split" in check.problems[shard_name(4)]
+    assert check_split(out, verify_data=False).problems.keys() == {
+        shard_name(j) for j in (0, 1, 4)}
+    line = check.describe()
+    assert line.startswith(f"{out / shard_name(0)}: missing") and "3 more" in line
+    assert "\n" not in line
+    # a valid shard of other data in place of the recorded one
+    write_split(functools.partial(fake_generator, seed=1), 8, tmp_path / "other", 2,
+                progress=False)
+    (out / shard_name(0)).write_bytes((tmp_path / "other" / shard_name(0)).read_bytes())
+    assert "differs" in check_split(out).problems[shard_name(0)]
+
+
 def test_spawned_workers_write_the_same_bytes(tmp_path):
     gen = functools.partial(tiny_generator, seed=3)
     write_split(gen, 12, tmp_path / "one", shard_size=3, progress=False)

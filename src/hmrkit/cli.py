@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hmrkit.args import OneLineParser, output_folder, positive_int
+
 
 def _demo(args: argparse.Namespace) -> int:
     from hmrkit.demo import run_demo
@@ -34,9 +36,10 @@ def _shard(text: str) -> tuple[int, int]:
 def _synth(args: argparse.Namespace) -> int:
     import dataclasses
     import functools
+    import warnings
     from pathlib import Path
 
-    from hmrkit.data.shards import write_split
+    from hmrkit.data.shards import SplitMismatchError, write_split
     from hmrkit.data.synthetic.scene import (
         BENCHMARK_SIZES,
         BENCHMARKS,
@@ -49,43 +52,59 @@ def _synth(args: argparse.Namespace) -> int:
         n = args.n if args.n is not None else BENCHMARK_SIZES[args.benchmark]
     else:
         if args.n is None:
-            raise SystemExit("hmrkit synth: give --n N (number of scenes) or --benchmark NAME")
+            print("hmrkit synth: error: give --n N (number of scenes) or --benchmark NAME",
+                  file=sys.stderr)
+            raise SystemExit(2)
         config = SceneConfig(seed=args.seed, split=args.split,
                              background_folder=args.backgrounds)
         n = args.n
-    if n < 1:
-        raise SystemExit(f"hmrkit synth: --n must be positive, got {n}")
-    manifest = write_split(
-        functools.partial(generate_record, config), n, Path(args.out),
-        shard_size=args.shard_size, shard=args.shard, workers=args.workers,
-        meta={"engine": "hmrkit.synthetic.v1", "config": dataclasses.asdict(config)},
-    )
-    print(f"wrote {args.out}: {manifest.get('num_records', n)} scenes")
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # one line each, below
+            warnings.simplefilter("always")
+            manifest = write_split(
+                functools.partial(generate_record, config), n, Path(args.out),
+                shard_size=args.shard_size, shard=args.shard, workers=args.workers,
+                meta={"engine": "hmrkit.synthetic.v1", "config": dataclasses.asdict(config)},
+                overwrite=args.overwrite,
+            )
+    except SplitMismatchError as err:
+        print(f"hmrkit synth: {err}", file=sys.stderr)
+        return 2
+    for warning in caught:
+        print(f"hmrkit synth: {warning.message}", file=sys.stderr)
+    state = "complete" if manifest["complete"] else f"{len(manifest['missing'])} shard(s) to go"
+    print(f"wrote {args.out}: {manifest['num_records']} of {n} scenes in "
+          f"{len(manifest['shards'])} verified shard(s) ({state})")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hmrkit", description=__doc__)
+    parser = OneLineParser(prog="hmrkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="synthetic scenes -> shipped model -> meshes, overlays, "
                           "metrics next to the ground truth")
-    demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    demo.add_argument("--scenes", type=int, default=6, help="synthetic scenes (default: 6)")
+    demo.add_argument("--out", default="demo_out", type=output_folder,
+                      help="output folder (default: demo_out)")
+    demo.add_argument("--scenes", type=positive_int, default=6,
+                      help="synthetic scenes (default: 6)")
     demo.add_argument("--seed", type=int, default=0, help="scene seed offset (default: 0)")
     demo.add_argument("--checkpoint", help="a method checkpoint (default: the shipped model)")
     demo.set_defaults(func=_demo)
 
     synth = sub.add_parser("synth", help="render labelled synthetic scenes into tar shards")
-    synth.add_argument("--out", required=True, help="output folder of the split")
-    synth.add_argument("--n", type=int, help="number of scenes (full images)")
+    synth.add_argument("--out", required=True, type=output_folder,
+                       help="output folder of the split")
+    synth.add_argument("--n", type=positive_int, help="number of scenes (full images)")
     synth.add_argument("--split", choices=("train", "val", "test"), default="train")
     synth.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    synth.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    synth.add_argument("--workers", type=positive_int, default=1, help="processes (default 1)")
     synth.add_argument("--shard", type=_shard, help="write only job i of N, e.g. 3/16")
-    synth.add_argument("--shard-size", type=int, default=500, help="scenes per shard")
+    synth.add_argument("--shard-size", type=positive_int, default=500, help="scenes per shard")
     synth.add_argument("--backgrounds", help="optional folder of background photos")
     synth.add_argument("--benchmark", choices=("synth-v1", "synth-v1-hard"),
                        help="a fixed, seeded test set (overrides --seed/--split)")
+    synth.add_argument("--overwrite", action="store_true",
+                       help="replace the shards of another split in --out (default: refuse)")
     synth.set_defaults(func=_synth)
 
     sub.add_parser("train", help="train a method from a YAML config (Lightning CLI; see "

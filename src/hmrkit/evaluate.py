@@ -4,6 +4,12 @@
     hmrkit evaluate --method mean-pose --data data/synth/synth-v1 --out eval/mean-pose
     hmrkit evaluate --checkpoint model.pt --refiner identity --data ... --out ...
 
+A ``synth`` split is first checked against its ``manifest.json`` (every shard present, complete
+and passing its CRCs, :func:`hmrkit.data.shards.check_split`): a missing, truncated or corrupt
+shard is an error naming it, so a benchmark never silently shrinks. ``--allow-partial`` scores
+the shards that are sound instead, and says so loudly: the persons scored against those
+expected, on stdout and under ``"partial"`` in ``metrics.json``.
+
 Metrics (mm, means over persons) are those the method's estimate supports
 (:func:`hmrkit.metrics.scoring.score`, plus the method's own): MPJPE, PA-MPJPE and N-MPJPE on
 the protocol's joints (``lsp14``: the 14 evaluation joints of 3DPW / H36M, mid-hip aligned;
@@ -25,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hmrkit.args import non_negative_int, output_folder, positive_int
 from hmrkit.data.formats import FORMATS, SPARSE_KEYS, build_dataset, evenly_spaced
 from hmrkit.io import atomic_write_text
 
@@ -129,16 +136,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="synth")
     parser.add_argument("--split", help="3DPW split (default test)")
     parser.add_argument("--image-root", help="image folder of a spin-npz file")
-    parser.add_argument("--out", required=True, help="folder for metrics.json and metrics.md")
+    parser.add_argument("--out", required=True, type=output_folder,
+                        help="folder for metrics.json and metrics.md")
     parser.add_argument("--protocol", default="lsp14",
                         help="lsp14 (default): 14 joints, mid-hip aligned; smpl24: 24 joints, "
                         "pelvis aligned")
     parser.add_argument("--refiner", help="a refinement stage after the method, by name or "
                         "class path (e.g. identity)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader processes")
-    parser.add_argument("--limit", type=int, help="evaluate this many persons, evenly spread")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--workers", type=non_negative_int, default=0,
+                        help="DataLoader processes")
+    parser.add_argument("--limit", type=positive_int,
+                        help="evaluate this many persons, evenly spread")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="score a synth split whose shards do not all match its manifest "
+                        "(missing, truncated, corrupt): the sound ones, reported as partial")
     parser.add_argument("--device", default="cpu")
+
+
+def check_synth_split(folder: Path, allow_partial: bool):
+    """:func:`~hmrkit.data.shards.check_split` of a synth split: raises ``ValueError`` naming
+    the first bad shard unless ``allow_partial``; warns on stderr when there is no manifest."""
+    from hmrkit.data.shards import MANIFEST_NAME, check_split
+
+    check = check_split(folder)
+    if check.manifest is None:
+        print(f"hmrkit evaluate: warning: {folder} has no {MANIFEST_NAME}; cannot check that "
+              "no shard is missing", file=sys.stderr)
+    elif not check.ok and not allow_partial:
+        raise ValueError(f"{check.describe()}; the split does not match its {MANIFEST_NAME}: "
+                         "rewrite it with the same hmrkit synth command, or pass "
+                         "--allow-partial to score the sound shards")
+    return check
+
+
+def partial_report(check, dataset, limit: int | None) -> dict:
+    """What a partial evaluation left out: persons scored vs expected, and the bad shards."""
+    base = getattr(dataset, "dataset", dataset)  # under evenly_spaced's Subset
+    expected = None
+    if not check.manifest.get("missing"):  # per-shard counts of the whole split are known
+        expected = base.expected_persons(check.manifest)
+        expected = expected if limit is None else min(limit, expected)
+    return {"persons_scored": len(dataset), "persons_expected": expected,
+            "left_out": dict(check.problems)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,26 +186,40 @@ def run(args: argparse.Namespace) -> int:
     from hmrkit.models.checkpoints import CheckpointError, load_method
     from hmrkit.models.registry import RegistryError, method_class, refiner_class
 
+    check = None
     try:
         if args.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol '{args.protocol}'; choose one of "
                              f"{sorted(PROTOCOLS)}")
+        if args.format == "synth":
+            folder = Path(args.data) / args.split if args.split else Path(args.data)
+            check = check_synth_split(folder, args.allow_partial) if folder.is_dir() else None
         if args.checkpoint:
             model, name = load_method(args.checkpoint, args.device), Path(args.checkpoint).name
         else:
             model, name = method_class(args.method)(), args.method
         refiner = refiner_class(args.refiner)() if args.refiner else None
+        bad = tuple(check.problems) if check is not None else ()
         dataset = dataset_for(model, args.data, args.format, args.limit, split=args.split,
-                              image_root=args.image_root)
+                              image_root=args.image_root, exclude_shards=bad)
     except (CheckpointError, RegistryError, FileNotFoundError, ValueError) as err:
         print(f"hmrkit evaluate: {err}", file=sys.stderr)
         return 2
     result = evaluate(model, dataset, args.batch_size, args.protocol, args.workers, args.device,
                       refiner=refiner)
     result.update(model=name, data=str(args.data), format=args.format, refiner=args.refiner)
+    note = ""
+    if check is not None and not check.ok:
+        partial = result["partial"] = partial_report(check, dataset, args.limit)
+        expected = partial["persons_expected"]
+        note = (f"PARTIAL RESULT: scored {partial['persons_scored']} of "
+                f"{'an unknown number of' if expected is None else expected} expected persons; "
+                f"left out {len(check.problems)} bad shard(s): {check.describe()}\n")
     out = Path(args.out)
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=1))
     table = markdown_table({name: result})
-    atomic_write_text(out / "metrics.md", table)
-    print(table, end="")
+    atomic_write_text(out / "metrics.md", (f"**{note.strip()}**\n\n" if note else "") + table)
+    print(note + table, end="")
+    if note:
+        print(note, end="", file=sys.stderr)
     return 0

@@ -1,22 +1,30 @@
 """Atomic file output: meshes, text, arrays, checkpoints.
 
-A crash never leaves a half-written file in place.
+A crash never leaves a half-written file in place: every file is written to a temporary
+``.<name>.<pid>.<random>.tmp`` next to it and renamed into place. A process killed while
+writing leaves that temporary behind; :func:`remove_stale_temporaries` deletes those of
+processes that no longer run (``hmrkit train`` does at the start of every run and resume).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+_TEMPORARY = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)\.)?[a-z0-9_]{8}\.tmp$")
+"""Names of :func:`_atomic`'s temporaries (without ``pid``: those of hmrkit <= 0.1.0)."""
+
 
 def _atomic(path: str | os.PathLike, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
@@ -27,6 +35,35 @@ def _atomic(path: str | os.PathLike, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries of interrupted atomic writes in ``folder`` (not recursive):
+    files named as :func:`_atomic` names them whose writing process is gone. Returns them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        match = _TEMPORARY.match(path.name)
+        if match is None or not path.is_file():
+            continue
+        pid = match.group("pid")
+        if pid is not None and (int(pid) == os.getpid() or _running(int(pid))):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def atomic_torch_save(path: str | os.PathLike, obj) -> None:

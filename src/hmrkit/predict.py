@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from hmrkit.args import OneLineParser, output_folder, positive_float, positive_int
 from hmrkit.io import atomic_save_npz, atomic_write_text, save_mesh
 from hmrkit.render.draw import render_overlay, render_side, write_image
 
@@ -116,49 +117,30 @@ def _formats(text: str) -> tuple[str, ...]:
     return names
 
 
-def _positive(kind: type) -> Callable[[str], float]:
-    """An argparse type: a positive, finite ``kind`` (``int`` or ``float``)."""
-    name = "integer" if kind is int else "number"
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {name}, got '{text}'") from None
-        if not value > 0 or not np.isfinite(value):
-            raise argparse.ArgumentTypeError(f"expected a positive {name}, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int, _positive_float = _positive(int), _positive(float)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``hmrkit predict`` to ``parser``."""
     parser.add_argument("inputs", nargs="+", help="image files, folders of images or videos")
     parser.add_argument("--checkpoint", required=True, help="trained method (.ckpt or export)")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out", required=True, type=output_folder, help="output folder")
     persons = parser.add_mutually_exclusive_group()
     persons.add_argument("--boxes", help='JSON {"image": [[x0, y0, x1, y1], ...]} of persons')
     persons.add_argument("--detector", choices=("mediapipe",),
                          help=f"detect one person per image (needs {DETECT_INSTALL})")
-    parser.add_argument("--box-scale", type=_positive_float, default=KEYPOINT_BOX_SCALE,
+    parser.add_argument("--box-scale", type=positive_float, default=KEYPOINT_BOX_SCALE,
                         help="square side = scale x longer side of a --boxes box (default 1.2)")
-    parser.add_argument("--focal", type=_positive_float,
+    parser.add_argument("--focal", type=positive_float,
                         help="focal length in pixels (default sqrt(W^2 + H^2))")
     parser.add_argument("--refiner", help="a refinement stage after the method, by name or "
                         "class path (e.g. identity)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda[:i]")
-    parser.add_argument("--batch-size", type=_positive_int, default=16,
+    parser.add_argument("--batch-size", type=positive_int, default=16,
                         help="persons per model call (default 16)")
     parser.add_argument("--formats", type=_formats, default=MESH_FORMATS,
                         help="mesh formats to write (default obj,ply,glb; '' for none)")
     parser.add_argument("--no-side-view", action="store_true", help="do not write <stem>_side.png")
-    parser.add_argument("--every", type=_positive_int, default=1,
+    parser.add_argument("--every", type=positive_int, default=1,
                         help="videos: keep every N-th frame (default 1)")
-    parser.add_argument("--max-frames", type=_positive_int,
+    parser.add_argument("--max-frames", type=positive_int,
                         help="videos: keep at most this many frames per video")
 
 
@@ -636,7 +618,7 @@ def _summary(entries: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """``hmrkit predict`` as a standalone command (used by the tests)."""
-    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
+    parser = OneLineParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -14,10 +14,20 @@ Steps (all in float64, Anny's frame until :func:`body_model_data` applies ``Q``)
    mirror permutation; :func:`evaluate` measures the fidelity numbers stored in ``meta``.
 5. :func:`shape_table`: sampled adult and child phenotypes with their betas in that space
    (``anny24_shapes.npz``; :func:`write_shape_table` rewrites it alone).
+
+Reproducible on any machine: the float arithmetic of the build (BLAS kernels, SIMD sort and
+reduction orders, LAPACK's SVD inside anny's cold build) differs between CPUs in the last bits,
+so no discrete choice may depend on those bits.  Every choice between values that are equal in
+exact arithmetic (a mirror-symmetric mesh has many) is made with a tolerance, ties going to the
+lowest index (:data:`TIE_RTOL`, :data:`TIE_DISTANCE`, :func:`peak_signs`,
+:func:`lowest_top_indices`), and the sign of each of anny's compact phenotype directions, which
+anny fixes by its largest entry whatever the ties, is re-fixed that way
+(:func:`canonical_coefficient_signs`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +44,35 @@ from .keypoints import COCO17_NAMES, SMPL24_NAMES, SMPL24_PARENTS, lsp14_regress
 from .model import BodyModelData, skin
 
 F64 = torch.float64
+
+TIE_RTOL = 1e-9
+"""Relative difference under which two magnitudes count as tied (round-off is ~1e-16)."""
+TIE_DISTANCE = 1e-9
+"""Distance (m) under which two candidate surface points count as tied."""
+
+
+# ---------------------------------------------------------------------- deterministic choices
+def peak_signs(vectors: np.ndarray) -> np.ndarray:
+    """(K,) sign of each row's largest-magnitude entry; among entries tied within
+    :data:`TIE_RTOL` (mirror-symmetric entries ``x, -x``), the lowest index decides."""
+    a = np.abs(vectors)
+    peak = np.argmax(a >= a.max(1, keepdims=True) * (1 - TIE_RTOL), axis=1)  # first tied entry
+    signs = np.sign(vectors[np.arange(len(vectors)), peak])
+    if not np.all(signs != 0):
+        raise ValueError("peak_signs: a zero vector has no sign")
+    return signs
+
+
+def lowest_top_indices(values: np.ndarray, k: int) -> np.ndarray:
+    """(k, M) indices of the ``k`` largest entries of each column of ``values`` (N, M), ties
+    within :data:`TIE_RTOL` of the column's scale going to the lowest index."""
+    tol = TIE_RTOL * np.abs(values).max(0)
+    left = values.astype(np.float64).copy()
+    out = np.empty((k, values.shape[1]), dtype=np.int64)
+    for i in range(k):
+        out[i] = np.argmax(left >= left.max(0) - tol, axis=0)  # first of the tied maxima
+        left[out[i], np.arange(values.shape[1])] = -np.inf
+    return out
 
 
 # ---------------------------------------------------------------------- Anny's data
@@ -94,7 +133,7 @@ def anny_linear(model) -> AnnyLinear:
     def arr(x):
         return x.detach().to(F64).cpu().numpy()
 
-    return AnnyLinear(
+    return canonical_coefficient_signs(AnnyLinear(
         vertices=arr(model.template_vertices),
         vertices_basis=arr(model.blendshapes),
         heads=arr(model.template_bone_heads),
@@ -110,6 +149,32 @@ def anny_linear(model) -> AnnyLinear:
         reference_orientations=arr(model.reference_bone_orientations),
         coeff_mask=arr(model.stacked_phenotype_blend_shapes_mask),
         coeff_projection=arr(model.phenotype_blendshape_projection),
+    ))
+
+
+def canonical_coefficient_signs(lin: AnnyLinear) -> AnnyLinear:
+    """Re-fix the sign of each of anny's compact phenotype directions, machine-independently.
+
+    anny's cold build finds its C compact directions by SVD and makes the largest entry of
+    each (vertices, bone heads and orientations, with anny's metric weights) positive.  For
+    directions whose largest entry is one of a mirror pair ``x, -x`` (anny 0.6.2: 21 of 136),
+    the sign follows the last bit of the SVD and differs between machines.
+    :func:`peak_signs` breaks those ties by the lowest index; flipping a direction flips its
+    coefficient too, so every rest state is unchanged.
+    """
+    V, n = len(lin.vertices), len(lin.heads)
+    peaks = np.concatenate([  # anny's layout and metric (head_weight 1, orientation_weight 1e-2)
+        lin.vertices_basis.reshape(len(lin.vertices_basis), -1) / np.sqrt(V),
+        lin.heads_basis.reshape(len(lin.heads_basis), -1) / np.sqrt(n),
+        lin.orient_basis.reshape(len(lin.orient_basis), -1) * np.sqrt(1e-2 / n),
+    ], axis=1)
+    s = peak_signs(peaks)
+    return dataclasses.replace(
+        lin,
+        vertices_basis=lin.vertices_basis * s[:, None, None],
+        heads_basis=lin.heads_basis * s[:, None, None],
+        orient_basis=lin.orient_basis * s[:, None, None, None],
+        coeff_projection=lin.coeff_projection * s,
     )
 
 
@@ -134,14 +199,16 @@ def read_obj(path: str | Path) -> tuple[np.ndarray, list[list[int]]]:
 
 
 def triangulate(points: np.ndarray, faces: list[list[int]]) -> np.ndarray:
-    """Triangles and quads to triangles; quads split along their shorter diagonal (as Anny)."""
+    """Triangles and quads to triangles; quads split along their shorter diagonal (as Anny;
+    diagonals equal within :data:`TIE_DISTANCE` split along b-d)."""
     out = []
     for f in faces:
         if len(f) == 3:
             out.append(f)
         elif len(f) == 4:
             a, b, c, d = f
-            short_ac = np.linalg.norm(points[a] - points[c]) < np.linalg.norm(points[b] - points[d])
+            ac, bd = np.linalg.norm(points[a] - points[c]), np.linalg.norm(points[b] - points[d])
+            short_ac = ac < bd - TIE_DISTANCE  # equal diagonals: b-d
             out += [[a, b, c], [c, d, a]] if short_ac else [[a, b, d], [d, b, c]]
         else:
             raise ValueError(f"polygon with {len(f)} corners")
@@ -180,7 +247,10 @@ def closest_barycentrics(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndar
 
 
 def closest_on_mesh(points, vertices, triangles):
-    """Closest surface points: triangle (M,), barycentrics (M, 3), distances (M,)."""
+    """Closest surface points: triangle (M,), barycentrics (M, 3), distances (M,).
+
+    Triangles whose closest points are within :data:`TIE_DISTANCE` of the nearest (a point
+    nearest to a shared edge or corner) tie; the lowest triangle index wins."""
     corners = vertices[triangles]
     centres = corners.mean(1)
     reach = np.linalg.norm(corners - centres[:, None], axis=-1).max()
@@ -191,7 +261,10 @@ def closest_on_mesh(points, vertices, triangles):
     a, b, c = (corners[tid, k] for k in range(3))
     bary = closest_barycentrics(points[pid], a, b, c)
     dist = np.linalg.norm(np.einsum("mk,mkd->md", bary, corners[tid]) - points[pid], axis=-1)
-    order = np.lexsort((dist, pid))  # per point, nearest first (ties: lowest triangle)
+    nearest = np.full(len(points), np.inf)
+    np.minimum.at(nearest, pid, dist)
+    tied = dist <= nearest[pid] + TIE_DISTANCE  # on a shared edge: equal up to round-off
+    order = np.lexsort((tid, ~tied, pid))  # per point: tied nearest first, lowest triangle
     first = order[np.r_[0, np.flatnonzero(np.diff(pid[order])) + 1]]
     return tid[first], bary[first], dist[first]
 
@@ -222,7 +295,7 @@ def closest_on_midline(points, vertices, triangles, eps=1e-6):
     length2 = np.maximum((seg * seg).sum(-1), 1e-30)
     t = np.clip(np.einsum("msd,sd->ms", points[:, None] - p0, seg) / length2, 0, 1)
     dist = np.linalg.norm(points[:, None] - (p0 + t[..., None] * seg), axis=-1)
-    best = dist.argmin(1)
+    best = np.argmax(dist <= dist.min(1, keepdims=True) + TIE_DISTANCE, axis=1)  # lowest tied
     tb = t[np.arange(len(points)), best][:, None]
     bary = (1 - tb) * e0[best] + tb * e1[best]
     return tri_ids[best], bary, dist[np.arange(len(points)), best]
@@ -290,7 +363,8 @@ def shape_space(coeffs: np.ndarray, gram: np.ndarray, num_betas: int, flat_basis
     """PCA of rest states ``x = X^T c`` with ``gram = X X^T``, from sampled ``coeffs`` (S, C).
 
     The sample covariance of ``x`` is ``X^T S X``; with ``S^1/2 G S^1/2 = W L W^T`` its
-    principal directions are ``X^T S^1/2 w_k / sqrt(l_k)``.  Signs: largest vertex entry > 0.
+    principal directions are ``X^T S^1/2 w_k / sqrt(l_k)``.  Signs: largest vertex entry > 0
+    (:func:`peak_signs`: of mirror-tied entries, the lowest index).
     """
     mean = coeffs.mean(0)
     evals, evecs = np.linalg.eigh(np.cov(coeffs, rowvar=False))
@@ -298,8 +372,7 @@ def shape_space(coeffs: np.ndarray, gram: np.ndarray, num_betas: int, flat_basis
     lam, w = np.linalg.eigh(half @ gram @ half)
     lam, w = lam[::-1], w[:, ::-1]
     dirs = half @ w[:, :num_betas]
-    peak = np.abs(flat_basis.T @ dirs).argmax(0)
-    dirs = dirs * np.sign((flat_basis.T @ dirs)[peak, np.arange(num_betas)])
+    dirs = dirs * peak_signs((flat_basis.T @ dirs).T)
     to_betas = gram @ dirs / lam[:num_betas]
     return ShapeSpace(mean, dirs, to_betas, np.clip(lam, 0, None))
 
@@ -741,7 +814,7 @@ def fit_decimated_coco(lin, tmap, space, coco_full, w_full, centres, seed, num=2
 def rig_arrays(lin, tmap, space, bone_joint, centres, heads, d_heads, orient, d_orient) -> dict:
     """Arrays of ``anny24_rig.npz`` (Anny frame), see :class:`hmrkit.body.anny24.AnnyRig`."""
     stride = np.arange(0, len(lin.vertices), 20)
-    top = np.argsort(-lin.weights, axis=0)[:2].ravel()  # each bone's most bound vertices
+    top = lowest_top_indices(lin.weights, 2).ravel()  # each bone's most bound vertices
     subset = np.unique(np.concatenate([stride, top]))
     return {
         "bone_labels": list(lin.bone_labels),

@@ -404,8 +404,9 @@ class EpochSeededAugmentation:
     epoch: int
 
     def set_epoch(self, epoch: int) -> None:
-        """Epoch for seeded augmentation (call before each epoch; with persistent DataLoader
-        workers the change does not reach the workers' copies)."""
+        """Epoch for seeded augmentation (call before each epoch; with DataLoader workers the
+        change does not reach the workers' copies: :class:`hmrkit.data.module.EpochItems`
+        sets it with each read, as training does)."""
         self.epoch = int(epoch)
 
     def augmentation_params(self, index: int) -> AugmentParams:

@@ -136,6 +136,8 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
         min_visible: threshold of ``persons="visible"``.
         strict: raise on an invalid shard instead of skipping it with a warning.
         verify_crc: check each member's CRC-32 when reading.
+        exclude: file names of shards not to read (e.g. those
+            :func:`~hmrkit.data.shards.check_split` finds corrupt).
     """
 
     def __init__(
@@ -150,6 +152,7 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
         min_visible: float = 0.3,
         strict: bool = False,
         verify_crc: bool = True,
+        exclude: Iterable[str] = (),
     ):
         if not isinstance(crop_size, (int, np.integer)) or isinstance(crop_size, bool):
             raise ValueError(f"SyntheticDataset: crop_size must be an int, got {crop_size!r}")
@@ -195,7 +198,7 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
             self.keys = frozenset(keys)
 
         self.folder = _resolve_folder(root, split)
-        scan = scan_shards(self.folder, strict=strict, verify_crc=verify_crc)
+        scan = scan_shards(self.folder, strict=strict, verify_crc=verify_crc, exclude=exclude)
         self.rejected = scan.rejected
         """Invalid shards that were skipped, with the reason."""
         if not scan.valid:
@@ -227,12 +230,21 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
                 vis = reader.visible_fraction(r)
                 if count < 0 or (vis is None and self.persons == "visible"):
                     count, vis = self._persons_from_labels(reader, r)
-                if self.persons == "all" or vis is None:
-                    keep = np.arange(count)
-                else:
-                    keep = np.nonzero(vis >= self.min_visible)[0]
-                rows.extend((s, r, int(p)) for p in keep)
+                rows.extend((s, r, int(p)) for p in self._kept(count, vis))
         return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+
+    def _kept(self, count: int, vis: np.ndarray | None) -> np.ndarray:
+        """Indices of the persons of a record this dataset keeps (``persons``, ``min_visible``)."""
+        if self.persons == "all" or vis is None:
+            return np.arange(count)
+        return np.nonzero(np.asarray(vis) >= self.min_visible)[0]
+
+    def expected_persons(self, manifest: dict) -> int:
+        """Persons this dataset would hold with every shard of a split's ``manifest.json``:
+        from the visible fractions it records per shard (its person count where it has none).
+        """
+        return sum(len(self._kept(s["num_persons"], s.get("visible_fraction")))
+                   for s in manifest.get("shards", []))
 
     @staticmethod
     def _persons_from_labels(reader: ShardReader, r: int) -> tuple[int, np.ndarray | None]:

@@ -38,8 +38,10 @@ def build_dataset(
     split: str | None = None,
     image_root: str | Path | None = None,
     keys: tuple[str, ...] | None = SPARSE_KEYS,
+    exclude_shards: tuple[str, ...] = (),
 ) -> Dataset:
-    """The dataset of ``format`` at ``path`` (see :data:`FORMATS`); errors name the path."""
+    """The dataset of ``format`` at ``path`` (see :data:`FORMATS`); errors name the path.
+    ``exclude_shards``: shard file names a ``synth`` split leaves out."""
     if format not in FORMATS:
         raise ValueError(f"unknown data format '{format}'; choose one of {FORMATS}")
     if format == "synth":
@@ -49,7 +51,9 @@ def build_dataset(
         if rois > 1 and keys is not None:  # the Multi-RoI crops and boxes come along
             keys = (*keys, *(k for k in ROI_KEYS if k not in keys))
         return SyntheticDataset(path, split=split, crop_size=crop_size, rois=rois,
-                                augment=augment, keys=keys)
+                                augment=augment, keys=keys, exclude=exclude_shards)
+    if exclude_shards:
+        raise ValueError(f"exclude_shards is only available for format 'synth', not '{format}'")
     if rois != 1:
         raise ValueError(f"rois > 1 is only available for format 'synth', not '{format}'")
     # the public readers return every key they have; rois/* keys are synthetic only

@@ -25,8 +25,10 @@ truncated or foreign tar lacks a valid footer and index and is rejected
 
 Splits: :func:`write_split` writes record ``i`` of ``n`` into shard ``i // shard_size`` of a
 split folder, optionally only the shards of job ``i`` of ``N`` (round-robin, for SLURM arrays
-or job queues), over a spawn-safe process pool, skipping shards already complete (resume), and
-keeps an atomic ``manifest.json`` summary (:func:`read_manifest`).
+or job queues), over a spawn-safe process pool, skipping shards already complete (resume: their
+CRCs are checked, corrupt ones rewritten), and keeps an atomic ``manifest.json`` listing every
+shard of the split (:func:`read_manifest`). :func:`check_split` compares a folder with its
+manifest (absent, truncated or corrupt shards), so a reader can refuse an incomplete split.
 
 Image members are stored and decoded in R, G, B(, A) channel order (the PNG / JPEG order):
 :func:`encode_image` and :func:`decode_image` do OpenCV's BGR swap, so channel ``k`` of the
@@ -62,6 +64,9 @@ __all__ = [
     "SHARD_VERSION",
     "MANIFEST_NAME",
     "InvalidShardError",
+    "SplitMismatchError",
+    "SplitCheck",
+    "check_split",
     "ShardWriter",
     "ShardReader",
     "ShardScan",
@@ -101,6 +106,13 @@ _TAIL = 2 * _BLOCK + _BLOCK + _FOOTER_DATA  # footer header + footer data + end 
 _SHARD_RE = re.compile(r"^shard-(\d{5,})\.tar$")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\-./]*$")
+
+
+OVERWRITE_HINT = "overwrite it (hmrkit synth --overwrite; write_split(..., overwrite=True))"
+
+
+class SplitMismatchError(ValueError):
+    """A split folder that holds shards of another split (other records, meta or size)."""
 
 
 class InvalidShardError(ValueError):
@@ -583,8 +595,9 @@ class ShardReader:
     def verify(self) -> None:
         """Re-read every member and check the SHA-256 of all record bytes (slow, thorough)."""
         sha = hashlib.sha256()
-        for i in range(len(self)):
-            for data in self[i].values():
+        for i in range(len(self)):  # the writer hashed members in file order (offsets)
+            names = sorted(self.names(i), key=lambda n: self._loc[i, self._col[n], 0])
+            for data in self.read(i, names).values():
                 sha.update(data)
         if sha.hexdigest() != self.data_sha256:
             raise InvalidShardError(self.path, "data checksum mismatch")
@@ -717,9 +730,11 @@ def open_shard(path, verify_crc: bool = True, cache: bool = True) -> ShardReader
 
 
 def scan_shards(
-    folder, strict: bool = False, verify_crc: bool = True, cache: bool = True
+    folder, strict: bool = False, verify_crc: bool = True, cache: bool = True,
+    exclude: Iterable[str] = (),
 ) -> ShardScan:
-    """Open every ``shard-NNNNN.tar`` of ``folder``; invalid ones are skipped and counted.
+    """Open every ``shard-NNNNN.tar`` of ``folder`` (but the file names in ``exclude``);
+    invalid ones are skipped and counted.
 
     With ``strict`` an invalid shard raises :class:`InvalidShardError`; otherwise one warning
     names the count and the files. Unfinished ``.tmp-*`` files are listed, never opened.
@@ -730,8 +745,11 @@ def scan_shards(
         raise FileNotFoundError(f"scan_shards: folder {folder} does not exist")
     scan = ShardScan(folder)
     entries = []
+    exclude = set(exclude)
     for p in folder.iterdir():
         m = _SHARD_RE.match(p.name)
+        if m and p.name in exclude:
+            continue
         if m:
             entries.append((int(m.group(1)), p))
         elif ".tar.tmp-" in p.name:
@@ -822,23 +840,31 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _complete_shard(path: Path, start: int, stop: int, meta: dict[str, Any]) -> bool:
-    """True if ``path`` is a valid shard of exactly records ``[start, stop)`` with ``meta``."""
+def _shard_state(path: Path, start: int, stop: int, meta: dict[str, Any]) -> str | None:
+    """``None`` if ``path`` is a complete shard of exactly records ``[start, stop)`` with
+    ``meta`` whose every member passes its CRC-32 and the data SHA-256; otherwise why it must
+    be (re)written (``"absent"``, ``"truncated ..."``, ``"CRC mismatch ..."``). A valid shard of
+    a different split raises :class:`SplitMismatchError`."""
     if not path.exists():
-        return False
+        return "absent"
     try:
         reader = ShardReader(path)
     except InvalidShardError as exc:
-        warnings.warn(f"{path}: rewriting invalid shard ({exc.reason})", stacklevel=3)
-        return False
+        return exc.reason
     expected = [record_key(i) for i in range(start, stop)]
     if reader.keys != expected or reader.meta != meta:
         what = "records" if reader.keys != expected else "meta"
-        raise ValueError(
+        raise SplitMismatchError(
             f"{path} belongs to a different split (its {what} differ from this call's); "
-            "write to a new folder or pass overwrite=True"
+            f"write to a new folder or {OVERWRITE_HINT}"
         )
-    return True
+    try:
+        reader.verify()
+    except InvalidShardError as exc:
+        return exc.reason
+    finally:
+        reader.close()
+    return None
 
 
 def write_split(
@@ -858,9 +884,11 @@ def write_split(
     ``generate_record(i)`` must be deterministic in ``i`` and, with ``workers > 1``, picklable
     (a top-level function or a ``functools.partial`` of one: the pool uses the ``spawn`` start
     method). ``shard=(i, N)`` writes only job ``i``'s shards (:func:`shards_for_job`).
-    Complete shards of the same split are skipped (resume); a shard of a different split
-    (other keys or ``meta``) raises unless ``overwrite``. ``meta``: JSON-able description
-    stored in every shard index and the manifest (e.g. the engine config).
+    Complete shards of the same split are kept (resume) after checking every member's CRC-32
+    and the data SHA-256; a truncated or corrupt one is rewritten. A shard of a different
+    split (other keys or ``meta``) raises :class:`SplitMismatchError` unless ``overwrite``.
+    ``meta``: JSON-able description stored in every shard index and the manifest (e.g. the
+    engine config). Each rewritten shard is named in a warning.
     """
     if not callable(generate_record):
         raise TypeError("write_split: generate_record must be callable")
@@ -879,9 +907,9 @@ def write_split(
         and int(_SHARD_RE.match(p.name).group(1)) >= num_shards
     )
     if stray and not overwrite:
-        raise ValueError(
+        raise SplitMismatchError(
             f"write_split: {out} holds {len(stray)} shard(s) beyond this split's {num_shards} "
-            f"(first: {stray[0].name}); write to a new folder or pass overwrite=True"
+            f"(first: {stray[0].name}); write to a new folder or {OVERWRITE_HINT}"
         )
     for p in stray:
         p.unlink(missing_ok=True)
@@ -889,8 +917,11 @@ def write_split(
     for j in shards_for_job(num_shards, shard):
         start, stop = j * shard_size, min(n, (j + 1) * shard_size)
         path = shard_path(out, j)
-        if not overwrite and _complete_shard(path, start, stop, meta):
+        why = "overwrite" if overwrite else _shard_state(path, start, stop, meta)
+        if why is None:
             continue
+        if why not in ("absent", "overwrite"):
+            warnings.warn(f"{path}: rewriting invalid shard ({why})", stacklevel=2)
         todo.append((generate_record, str(path), start, stop, meta))
     total = sum(t[3] - t[2] for t in todo)
     if workers > 1 and total > 1:
@@ -939,15 +970,17 @@ def update_manifest(out, args: Mapping[str, Any] | None = None) -> dict[str, Any
         except (FileNotFoundError, InvalidShardError):
             missing.append(shard_name(j))
             continue
-        shards.append(
-            {
-                "name": path.name,
-                "num_records": len(reader),
-                "num_persons": reader.num_persons,
-                "size": path.stat().st_size,
-                "data_sha256": reader.data_sha256,
-            }
-        )
+        entry = {
+            "name": path.name,
+            "num_records": len(reader),
+            "num_persons": reader.num_persons,
+            "size": path.stat().st_size,
+            "data_sha256": reader.data_sha256,
+        }
+        visible = [reader.visible_fraction(i) for i in range(len(reader))]
+        if all(v is not None for v in visible):  # lets a reader count the persons it expects
+            entry["visible_fraction"] = [float(v) for a in visible for v in a]
+        shards.append(entry)
         reader.close()
     manifest = {
         "format": "hmrkit-split",
@@ -962,6 +995,72 @@ def update_manifest(out, args: Mapping[str, Any] | None = None) -> dict[str, Any
     }
     _atomic_write_bytes(out / MANIFEST_NAME, json.dumps(manifest, indent=1).encode())
     return manifest
+
+
+@dataclass
+class SplitCheck:
+    """Result of :func:`check_split`: how a split folder matches its ``manifest.json``."""
+
+    folder: Path
+    manifest: dict[str, Any] | None
+    """The manifest (None when the folder has none: nothing can be checked)."""
+    problems: dict[str, str] = field(default_factory=dict)
+    """``{shard name: what is wrong}``: absent, truncated, corrupt, or not as recorded."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def describe(self) -> str:
+        """One line naming the first bad shard, and how many others there are."""
+        if self.ok:
+            return f"{self.folder}: every shard matches {MANIFEST_NAME}"
+        names = list(self.problems)
+        line = f"{self.folder / names[0]}: {self.problems[names[0]]}"
+        if len(names) > 1:
+            line += f" (and {len(names) - 1} more bad shard(s): {', '.join(names[1:4])}"
+            line += ", ...)" if len(names) > 4 else ")"
+        return line
+
+
+def check_split(folder, verify_data: bool = True) -> SplitCheck:
+    """Compare a split folder with its manifest: each of the split's ``num_shards`` shards
+    (those missing when the manifest was written included) must exist, be a complete shard of
+    the recorded size and data SHA-256 and, with ``verify_data``, pass the CRC-32 of every
+    member and the data SHA-256 (reads all the data). Shard files beyond the split are
+    problems too. Without a manifest nothing is checked (``manifest`` is None)."""
+    folder = Path(folder)
+    try:
+        manifest = read_manifest(folder)
+    except FileNotFoundError:
+        return SplitCheck(folder, None)
+    check = SplitCheck(folder, manifest)
+    recorded = {s["name"]: s for s in manifest.get("shards", [])}
+    names = [shard_name(j) for j in range(int(manifest["num_shards"]))]
+    for name in names:
+        path = folder / name
+        if not path.exists():
+            check.problems[name] = "missing (listed in the split's manifest)"
+            continue
+        try:
+            reader = ShardReader(path)
+        except InvalidShardError as exc:
+            check.problems[name] = f"not a valid shard: {exc.reason}"
+            continue
+        entry = recorded.get(name)  # None: written after the manifest (e.g. a fanned-out job)
+        if entry is not None and (reader.data_sha256, path.stat().st_size) != (
+                entry["data_sha256"], entry["size"]):
+            check.problems[name] = "differs from the shard the manifest records"
+        elif verify_data:
+            try:
+                reader.verify()
+            except InvalidShardError as exc:
+                check.problems[name] = f"corrupt: {exc.reason}"
+        reader.close()
+    for p in sorted(folder.glob("shard-*.tar")):
+        if _SHARD_RE.match(p.name) and p.name not in names:
+            check.problems[p.name] = f"not part of the split ({len(names)} shards in its manifest)"
+    return check
 
 
 def read_manifest(folder) -> dict[str, Any]:

@@ -40,13 +40,9 @@ from hmrkit.metrics.scoring import score
 from hmrkit.models.optim import adam_with_schedule, check_schedule
 from hmrkit.models.parts import class_path, plain
 
-__all__ = ["MAX_NONFINITE_STEPS", "BodyEstimate", "Method", "Optim"]
+__all__ = ["BodyEstimate", "Method", "Optim"]
 
 log = logging.getLogger(__name__)
-
-MAX_NONFINITE_STEPS = 25
-"""Consecutive non-finite training losses tolerated (skipped) before training stops."""
-
 
 @dataclass
 class Optim:
@@ -144,17 +140,10 @@ class Method(L.LightningModule):
         losses = self.compute_losses(est, batch)
         total = sum(losses.values())
         bs = batch["image"].shape[0]
-        if not torch.isfinite(total):  # NaN guard: skip the step, stop if it keeps happening
-            self._nonfinite = getattr(self, "_nonfinite", 0) + 1
+        if not torch.isfinite(total):  # skip the step (hmrkit.guard.NonFiniteGuard counts)
             bad = sorted(k for k, v in losses.items() if not torch.isfinite(v))
             log.warning("step %d: non-finite loss terms %s; step skipped", self.global_step, bad)
-            if self._nonfinite >= MAX_NONFINITE_STEPS:
-                raise FloatingPointError(
-                    f"{self._nonfinite} consecutive non-finite losses (last: {bad}); lower the "
-                    "learning rate or check the data"
-                )
             return None
-        self._nonfinite = 0
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=bs)
         self.log("train/loss", total.detach(), prog_bar=True, batch_size=bs)
         return total
