@@ -157,3 +157,23 @@ def test_refiner_runs_after_any_method(data, tmp_path):
     assert runs["identity"] == runs["plain"]
     assert runs["shift"]["root_transl"] != runs["plain"]["root_transl"]
     assert runs["shift"]["pa_mpjpe"] == pytest.approx(runs["plain"]["pa_mpjpe"])
+
+
+def test_predict_writes_what_the_estimate_has():
+    """A dense method's estimate (camera-frame vertices only) and a predicted focal reach the
+    prediction files."""
+    import numpy as np
+
+    from hmrkit.geometry.cameras import Camera
+    from hmrkit.predict import make_batch, unpack
+
+    image = np.zeros((120, 160, 3), np.uint8)
+    batch = make_batch([(image, (np.array([80.0, 60.0]), 100.0), None)], 32)
+    vertices = torch.rand(1, 5, 3) + torch.tensor([0.0, 0.0, 3.0])
+    dense = BodyEstimate(vertices=vertices,
+                         camera=Camera.from_sample(batch).with_focal(torch.tensor([321.0])))
+    (person,) = unpack(dense, batch)
+    assert "joints3d" not in person and "betas" not in person and "global_orient" not in person
+    np.testing.assert_allclose(person["vertices"], vertices[0].double().numpy())
+    assert person["focal"] == pytest.approx(321.0)
+    assert person["principal_point"].tolist() == [80.0, 60.0]

@@ -379,8 +379,10 @@ def unpack(est, batch: dict) -> list[dict[str, np.ndarray]]:
     est = est.detach()
     b = {k: v.detach().cpu().double() for k, v in batch.items() if not k.endswith("image")}
     camera = est.camera_or(Camera.from_sample(b)).to("cpu", torch.float64)
-    transl = est.transl.cpu().double()
-    joints = est.joints.cpu().double() + transl[:, None]
+    vertices = est.vertices.cpu().double()
+    # methods that give camera-frame vertices directly have no translation to add
+    transl = vertices.new_zeros(len(vertices), 3) if est.transl is None else est.transl.cpu(
+        ).double()
     fields = {"transl": transl}
     if est.rotmat is not None:
         rotmat = est.rotmat.cpu().double()
@@ -394,9 +396,11 @@ def unpack(est, batch: dict) -> list[dict[str, np.ndarray]]:
     fields.update({
         "box_center": b["box_center"], "box_size": b["box_size"], "focal": camera.focal,
         "principal_point": camera.principal_point, "image_size": camera.image_size,
-        "joints3d": joints, "keypoints2d": camera.project(joints),
-        "vertices": est.vertices.cpu().double() + transl[:, None],
+        "vertices": vertices + transl[:, None],
     })
+    if est.joints is not None:
+        joints = est.joints.cpu().double() + transl[:, None]
+        fields.update(joints3d=joints, keypoints2d=camera.project(joints))
     return [{k: v[i].numpy() for k, v in fields.items()} for i in range(len(transl))]
 
 

@@ -40,6 +40,7 @@ from lightning.pytorch.cli import LightningCLI
 from hmrkit.data.module import DataError, HMRDataModule
 from hmrkit.guard import NonFiniteGuard, TrainingStopped
 from hmrkit.models.checkpoints import AtomicCheckpointIO, CheckpointError, CheckpointWriteError
+from hmrkit.models.registry import import_methods
 from hmrkit.resume import (
     ResumeError,
     RunState,
@@ -169,6 +170,7 @@ def _fail(message: str, status: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (a config and overrides), build method, data and trainer, and fit."""
     torch.set_float32_matmul_precision("high")  # TF32 matrix units on CUDA; no effect on CPU
+    import_methods()  # the registry's methods, so a config may name one by its class name
     debug = bool(os.environ.get("HMRKIT_DEBUG"))
     try:
         with warnings.catch_warnings():  # `hmrkit train ...` passes argv on purpose

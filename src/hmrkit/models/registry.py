@@ -1,6 +1,7 @@
 """The one registry of methods and refiners: names and class paths -> classes.
 
-``hmrkit train`` (YAML ``class_path``), ``hmrkit evaluate --method``, ``hmrkit predict``,
+``hmrkit train`` (YAML ``class_path``: a class path, or the class name of a method the registry
+imports, :func:`import_methods`), ``hmrkit evaluate --method``, ``hmrkit predict``,
 ``hmrkit demo`` and checkpoint loading all find methods here. A method is found by
 
 - a name of :data:`METHODS` (the built-in methods);
@@ -18,7 +19,8 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-__all__ = ["METHODS", "REFINERS", "RegistryError", "method_class", "refiner_class", "resolve"]
+__all__ = ["METHODS", "REFINERS", "RegistryError", "import_methods", "method_class",
+           "refiner_class", "resolve"]
 
 METHODS: dict[str, str] = {
     "hmr": "hmrkit.models.methods.hmr.HMR",
@@ -80,3 +82,10 @@ def refiner_class(name: str) -> type:
     from hmrkit.models.refiners import Refiner
 
     return resolve(name, REFINERS, "hmrkit.refiners", Refiner, "refiner")
+
+
+def import_methods() -> list[type]:
+    """Import every built-in and entry-point method (so that a YAML config may name one by its
+    class name, ``class_path: CLIFF``, besides its class path); returns their classes."""
+    names = [*METHODS, *(ep.name for ep in entry_points(group="hmrkit.methods"))]
+    return [method_class(name) for name in dict.fromkeys(names)]
