@@ -6,9 +6,11 @@ hmrkit source tree in the same run.
 
 Each measurement is a fresh process (one thread) that builds the reader as training does
 (:func:`hmrkit.data.formats.build_dataset`, the regression keys, SPIN's augmentation or none)
-and times ``--samples`` consecutive ``__getitem__`` calls after a short warm-up. With
-``--compare-src`` the two trees run in turn, round by round (A B A B ...), so a drift of the
-machine's speed hits both; the table gives the median samples/s of each and their ratio.
+and times ``--samples`` consecutive ``__getitem__`` calls after a short warm-up, by the
+process's CPU time (``--clock cpu``, default: what a loader worker costs, and steadier on a
+shared machine) or by the wall clock. With ``--compare-src`` the two trees run in turn, round
+by round (A B A B ...), so a drift of the machine's speed hits both; the table gives the median
+samples/s of each and the median of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -39,17 +41,18 @@ def worker(args: argparse.Namespace) -> None:
     n = len(dataset)
     for i in range(5):  # warm-up: file handles, caches
         dataset[i % n]
-    start = time.perf_counter()
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    start = clock()
     for i in range(args.samples):
         dataset[(7 * i) % n]
-    seconds = time.perf_counter() - start
+    seconds = clock() - start
     print(json.dumps({"samples_per_s": args.samples / seconds, "hmrkit": hmrkit.__file__}))
 
 
 def measure(src: Path, args: argparse.Namespace, rois: int) -> float:
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, __file__, "--worker", args.data, "--crop", str(args.crop),
-           "--rois", str(rois), "--samples", str(args.samples)]
+           "--rois", str(rois), "--samples", str(args.samples), "--clock", args.clock]
     if args.augment:
         cmd.append("--augment")
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -70,6 +73,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--augment", action="store_true", help="SPIN's augmentation (seed 0)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="time by the process's CPU time (default) or the wall clock")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -85,7 +90,7 @@ def main() -> None:
                 rates.setdefault((rois, name), []).append(measure(src, args, rois))
     aug = "SPIN augmentation" if args.augment else "no augmentation"
     print(f"synthetic reader, crop {args.crop} px, {aug}, {args.samples} samples per run, "
-          f"median of {args.rounds} interleaved runs (one thread)")
+          f"{args.clock} time, median of {args.rounds} interleaved runs (one thread)")
     head = "| RoIs | " + " | ".join(f"{n} samples/s" for n in trees)
     print(head + (" | ratio this / compared |" if len(trees) > 1 else " |"))
     print("| ---: |" + " ---: |" * (len(trees) + (len(trees) > 1)))
