@@ -300,6 +300,7 @@ def test_detector_graph_with_sparse_weights_matches_litert():
                                        it.get_tensor(d["index"]), rtol=0, atol=2e-3)
 
 
+@pytest.mark.filterwarnings("ignore:Warning. Enabling .experimental_preserve_all_tensors")
 def test_landmark_graph_is_trainable_and_exposes_intermediates(tmp_path):
     path = _real_file("pose_landmark_lite")
     net = convert_tflite(path)

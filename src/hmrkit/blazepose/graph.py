@@ -170,6 +170,7 @@ class TFLiteGraph(nn.Module):
                 self.params[str(index)] = nn.Parameter(value.float())
             else:
                 self.register_buffer(f"int_{index}", value, persistent=True)
+        self._int_cache: dict[int, list[int]] = {}
         # last use of every tensor, to free activations early
         self._last_use: dict[int, int] = {}
         for k, op in enumerate(self.ops):
@@ -199,10 +200,11 @@ class TFLiteGraph(nn.Module):
         """TFLite names of all tensors (index order)."""
         return [t["name"] for t in self.tensors]
 
-    def find(self, text: str) -> list[tuple[int, str, list[int]]]:
-        """``(index, name, TFLite shape)`` of the tensors whose name contains ``text``."""
-        return [(i, t["name"], t["shape"]) for i, t in enumerate(self.tensors)
-                if text in t["name"]]
+    def find(self, text: str = "") -> list[tuple[int, str, list[int]]]:
+        """``(index, name, TFLite shape)`` of the computed tensors (operator outputs, in
+        execution order) whose name contains ``text``: what ``keep`` can return."""
+        return [(i, self.tensors[i]["name"], self.tensors[i]["shape"])
+                for op in self.ops for i in op["outputs"] if text in self.tensors[i]["name"]]
 
     def output_names(self) -> list[str]:
         return [self.tensors[i]["name"] for i in self.output_index]
@@ -229,7 +231,10 @@ class TFLiteGraph(nn.Module):
         raise RuntimeError(f"tensor {index} ({self.tensors[index]['name']}) has no value yet")
 
     def _const_list(self, index: int) -> list[int]:
-        return [int(v) for v in self._value({}, index).reshape(-1).tolist()]
+        """Integer constant (pads, sizes) as a list, read once (no device sync per call)."""
+        if index not in self._int_cache:
+            self._int_cache[index] = [int(v) for v in self._value({}, index).reshape(-1).tolist()]
+        return self._int_cache[index]
 
     def forward(self, x: torch.Tensor, keep: Iterable[int | str] | str | None = None
                 ) -> dict[str, torch.Tensor]:
