@@ -180,8 +180,9 @@ def fit_landmarks(verts, obs, rows, valid, flip, support_size, weight_sum=100.0)
             W[m, flip[support]] = w
         else:
             W[k] = (W[k] + W[k, flip]) / 2  # symmetric middle landmark
-        report[BLAZEPOSE33_NAMES[k]] = {"observations": int(sum(x.sum() for x in keep)),
-                                        "support": int(support_size)}
+        for j, ok in zip(members, keep, strict=True):
+            report[BLAZEPOSE33_NAMES[j]] = {"observations": int(ok.sum()),
+                                            "pair_observations": int(sum(x.sum() for x in keep))}
     return W, report
 
 
