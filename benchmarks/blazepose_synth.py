@@ -86,10 +86,12 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--batch", type=int, default=8, help="images per landmark batch")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-refine", action="store_true",
+                    help="skip MediaPipe's heatmap refinement of the landmarks")
     ap.add_argument("--json", default=None, help="write the figures to this file")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    bp = BlazePose(args.variant, min_score=args.min_score)
+    bp = BlazePose(args.variant, min_score=args.min_score, refine=not args.no_refine)
     errors, missed_joints = [], 0
     world_pred, world_true = [], []
     n_people = n_matched = n_false = n_images = 0
@@ -147,7 +149,7 @@ def main(argv=None):
         "world_pa_mpjpe_mm_mean": float(pa.mean()), "world_pa_mpjpe_mm_median": float(pa.median()),
         "mean_skeleton_pa_mpjpe_mm_mean": float(pa_mean.mean()),
         "mean_skeleton_pa_mpjpe_mm_median": float(pa_mean.median()),
-        "seconds": seconds, "threads": args.threads,
+        "refine": not args.no_refine, "seconds": seconds, "threads": args.threads,
     }
     print(json.dumps(figures, indent=1))
     if args.json:
