@@ -96,6 +96,27 @@ def test_float16_weights_are_dequantized_exactly(tmp_path):
     assert len(net.ops) == 1  # the DEQUANTIZE ops were folded
 
 
+def test_pad_then_valid_conv_is_folded_exactly(tmp_path):
+    """A symmetric PAD feeding a VALID convolution becomes the convolution's padding; asking
+    for the PAD's output still computes it."""
+    pads = np.array([[0, 0], [1, 1], [2, 2], [0, 0]], np.int32)
+    dw, db = _w(1, 3, 5, 4), _w(4)
+    model = build_model(
+        [_t("x", [1, 8, 7, 4]), _t("pads", [4, 2], pads, np.int32), _t("p", [1, 10, 11, 4]),
+         _t("dw", dw.shape, dw), _t("db", [4], db), _t("y", [1, 4, 4, 4])],
+        [{"op": "PAD", "inputs": [0, 1], "outputs": [2]},
+         {"op": "DEPTHWISE_CONV_2D", "inputs": [2, 3, 4], "outputs": [5],
+          "options": ("DepthwiseConv2DOptions", {"Padding": 1, "StrideW": 2, "StrideH": 2,
+                                                 "DepthMultiplier": 1})}],
+        [0], [5])
+    net = _compare(tmp_path, model, _w(1, 8, 7, 4))
+    assert set(net._pad_folds) == {2}
+    x = torch.from_numpy(_w(2, 4, 8, 7))
+    out = net(x, keep=["p"])
+    torch.testing.assert_close(out["p"], torch.nn.functional.pad(x, (2, 2, 1, 1)))
+    torch.testing.assert_close(out["y"], net(x)["y"])
+
+
 @pytest.mark.parametrize("align, half", [(False, True), (True, False), (False, False)])
 @pytest.mark.parametrize("size", [(8, 8), (5, 7), (3, 2)])
 def test_resize_bilinear_flags(tmp_path, align, half, size):

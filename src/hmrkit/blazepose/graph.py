@@ -66,14 +66,15 @@ def _pad_same(x: torch.Tensor, kh: int, kw: int, stride: tuple[int, int],
 
 
 def _activation(x: torch.Tensor, name: str) -> torch.Tensor:
+    """A fused activation, in place (``x`` is always a fresh operator result)."""
     if name == "NONE":
         return x
     if name == "RELU":
-        return F.relu(x)
+        return F.relu_(x)
     if name == "RELU6":
-        return F.hardtanh(x, 0.0, 6.0)
+        return F.hardtanh_(x, 0.0, 6.0)
     if name == "RELU_N1_TO_1":
-        return F.hardtanh(x, -1.0, 1.0)
+        return F.hardtanh_(x, -1.0, 1.0)
     raise ValueError(f"unknown fused activation {name!r}")
 
 
@@ -176,6 +177,34 @@ class TFLiteGraph(nn.Module):
         for k, op in enumerate(self.ops):
             for i in op["inputs"]:
                 self._last_use[i] = k
+        self._pad_folds = self._foldable_pads()
+        for pad_in, _, conv_k in self._pad_folds.values():
+            self._last_use[pad_in] = max(self._last_use[pad_in], conv_k)
+
+    def _foldable_pads(self) -> dict[int, tuple[int, tuple[int, int], int]]:
+        """Symmetric spatial PADs feeding only a VALID convolution: the convolution pads
+        instead (same zeros, no copy). ``{pad output: (pad input, (ph, pw), conv op)}``."""
+        consumers: dict[int, list[int]] = {}
+        for k, op in enumerate(self.ops):
+            for i in op["inputs"]:
+                consumers.setdefault(i, []).append(k)
+        folds = {}
+        for op in self.ops:
+            out = op["outputs"][0]
+            if op["type"] != "PAD" or len(self.tensors[out]["shape"]) != 4:
+                continue
+            pads = self._const_list(op["inputs"][1])
+            (b0, b1), (t, bo), (le, r), (c0, c1) = [(pads[2 * d], pads[2 * d + 1])
+                                                    for d in range(4)]
+            users = consumers.get(out, [])
+            if (b0, b1, c0, c1) != (0, 0, 0, 0) or t != bo or le != r or len(users) != 1:
+                continue
+            conv = self.ops[users[0]]
+            if (conv["type"] in ("CONV_2D", "DEPTHWISE_CONV_2D") and conv["inputs"][0] == out
+                    and conv["options"].get("Padding") == "VALID"
+                    and out not in self.output_index):
+                folds[out] = (op["inputs"][0], (t, le), users[0])
+        return folds
 
     # --- layout of constants
     def _weight_kinds(self) -> dict[int, str]:
@@ -255,10 +284,13 @@ class TFLiteGraph(nn.Module):
         keep_all = keep == "all"
         keep_set = set() if keep is None or keep_all else {self.index_of(k) for k in keep}
         retain = set(self.output_index) | keep_set
+        folds = {} if keep_all else {o: f for o, f in self._pad_folds.items() if o not in keep_set}
         env: dict[int, torch.Tensor] = {inp: x}
         for k, op in enumerate(self.ops):
             args = op["inputs"]
-            result = self._run(op, args, env)
+            if op["outputs"][0] in folds:  # the convolution after it pads
+                continue
+            result = self._run(op, args, env, folds)
             env[op["outputs"][0]] = result
             if not keep_all:
                 for i in set(args):
@@ -276,18 +308,29 @@ class TFLiteGraph(nn.Module):
             out.setdefault(self.tensors[i]["name"], env[i])
         return out
 
-    def _run(self, op: dict, args: list[int], env: dict) -> torch.Tensor:
+    def _run(self, op: dict, args: list[int], env: dict, folds: dict) -> torch.Tensor:
         kind, opts = op["type"], op["options"]
         value = self._value
         if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            x, w = value(env, args[0]), value(env, args[1])
+            padding = (0, 0)
+            if args[0] in folds:
+                source, padding, _ = folds[args[0]]
+                x = value(env, source)
+            else:
+                x = value(env, args[0])
+            w = value(env, args[1])
             b = value(env, args[2]) if len(args) > 2 and args[2] >= 0 else None
             stride = (opts.get("StrideH", 1), opts.get("StrideW", 1))
             dil = (opts.get("DilationHFactor", 1), opts.get("DilationWFactor", 1))
             if opts.get("Padding") == "SAME":
-                x = _pad_same(x, w.shape[2], w.shape[3], stride, dil)
+                top, bottom = same_padding(x.shape[-2], w.shape[2], stride[0], dil[0])
+                left, right = same_padding(x.shape[-1], w.shape[3], stride[1], dil[1])
+                if top == bottom and left == right:  # let the convolution pad (no copy)
+                    padding = (top, left)
+                else:
+                    x = F.pad(x, (left, right, top, bottom))
             groups = x.shape[1] if kind == "DEPTHWISE_CONV_2D" else x.shape[1] // w.shape[1]
-            y = F.conv2d(x, w, b, stride=stride, dilation=dil, groups=groups)
+            y = F.conv2d(x, w, b, stride=stride, padding=padding, dilation=dil, groups=groups)
             return _activation(y, opts.get("activation", "NONE"))
         if kind == "ADD":
             a, b = value(env, args[0]), value(env, args[1])
