@@ -18,6 +18,7 @@ delegate, same thread count) in the same run.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from functools import partial
 
@@ -97,14 +98,16 @@ def fidelity(args) -> None:
             print(f"| {variant} | {key} | {d.max().item():.2e} | {d.mean().item():.2e} |")
 
 
-def _time(fn, repeats: int) -> float:
+def _time(fn, repeats: int) -> tuple[float, float]:
+    """(median, fastest) seconds of ``repeats`` calls after a warm-up; the fastest shows the
+    cost when no other job holds the cores."""
     fn()  # warm-up
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    return float(np.median(times)), float(np.min(times))
 
 
 def _litert_one(it, crop: np.ndarray) -> None:
@@ -115,26 +118,28 @@ def _litert_one(it, crop: np.ndarray) -> None:
 def speed(args) -> None:
     rng = np.random.default_rng(0)
     crops = rng.random((max(args.batches), 256, 256, 3), dtype=np.float32)
-    print(f"ms per crop (median of {args.repeats} runs)\n")
+    print(f"ms per crop, median (fastest) of {args.repeats} runs; load average before: "
+          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores\n")
     print("| variant | threads | batch | torch NCHW | torch channels_last | LiteRT (batch 1) "
-          "| torch / LiteRT |\n| --- | --- | --- | --- | --- | --- | --- |")
+          "| best torch / LiteRT |\n| --- | --- | --- | --- | --- | --- | --- |")
     for variant in args.variants:
         net = load_model(variant).eval()
         for threads in args.threads:
             torch.set_num_threads(threads)
             it = _interpreter(variant, threads)
-            lite_ms = _time(partial(_litert_one, it, crops[:1]), args.repeats * 4) * 1000
+            lite = np.array(_time(partial(_litert_one, it, crops[:1]), args.repeats * 4)) * 1e3
             for batch in args.batches:
                 x = torch.from_numpy(crops[:batch]).permute(0, 3, 1, 2).contiguous()
                 with torch.no_grad():
-                    nchw = _time(partial(net, x), args.repeats) * 1000 / batch
+                    nchw = np.array(_time(partial(net, x), args.repeats)) * 1e3 / batch
                     net.to(memory_format=torch.channels_last)
                     xl = x.contiguous(memory_format=torch.channels_last)
-                    cl = _time(partial(net, xl), args.repeats) * 1000 / batch
+                    cl = np.array(_time(partial(net, xl), args.repeats)) * 1e3 / batch
                     net.to(memory_format=torch.contiguous_format)
-                best = min(nchw, cl)
-                print(f"| {variant} | {threads} | {batch} | {nchw:.1f} | {cl:.1f} | "
-                      f"{lite_ms:.1f} | {best / lite_ms:.2f} |", flush=True)
+                best = np.minimum(nchw, cl)
+                cells = [f"{m:.1f} ({f:.1f})" for m, f in (nchw, cl, lite)]
+                print(f"| {variant} | {threads} | {batch} | {' | '.join(cells)} | "
+                      f"{best[0] / lite[0]:.2f} ({best[1] / lite[1]:.2f}) |", flush=True)
 
 
 def main(argv=None):
