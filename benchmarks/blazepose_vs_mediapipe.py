@@ -12,8 +12,10 @@ letterboxed, upscaled and upside-down versions of them (8 images, one person eac
 ``reference`` records MediaPipe's legacy ``Pose(static_image_mode=True, model_complexity=1)``
 landmarks and world landmarks, and its detection ROI (through the graph's
 ``pose_rect_from_detection`` stream). ``compare`` runs the landmark network on MediaPipe's ROI
-(checks the crop conventions) and the whole hmrkit pipeline (detector included), and reports
-the 2D distance of the landmarks MediaPipe calls visible (> 0.5), in pixels.
+(checks the crop conventions; once more with a crop half a pixel off, hmrkit's plain
+``crop_matrix``, to show how much that matters) and the whole hmrkit pipeline (detector
+included), and reports the 2D distance of the landmarks MediaPipe calls visible (> 0.5), in
+pixels.
 """
 
 from __future__ import annotations
@@ -79,11 +81,12 @@ def compare(ref_path: str) -> None:
     from hmrkit.blazepose import BlazePose
     from hmrkit.blazepose.landmarks import refine_from_heatmaps
     from hmrkit.blazepose.roi import NETWORK_PIXEL_OFFSET, crop_affine, crop_to_image, warp_crops
+    from hmrkit.geometry.crops import crop_matrix
 
     torch.set_num_threads(1)
     ref = np.load(ref_path)
     bp = BlazePose("full", min_score=0.2)
-    same_roi, end_to_end, world = [], [], []
+    same_roi, plain_roi, end_to_end, world = [], [], [], []
     for i, im in enumerate(images()):
         if f"landmarks_{i}" not in ref.files:
             continue
@@ -91,15 +94,20 @@ def compare(ref_path: str) -> None:
         vis = truth[:, 2] > 0.5
         x, y, size, r = ref[f"roi_{i}"]
         # MediaPipe's pixels are OpenCV's (centres at integers): hmrkit's minus one half
-        affine = crop_affine(torch.tensor([[x + 0.5, y + 0.5]]), torch.tensor([size]),
-                             torch.tensor([-r]))
-        crop = torch.from_numpy(warp_crops(im, affine, 256)).permute(0, 3, 1, 2).float() / 255
-        with torch.no_grad():
-            out = bp.landmark_net(crop)
-        xy = refine_from_heatmaps(out["landmarks"][..., :2].double(),
-                                  out["heatmap_logits"].double()) + NETWORK_PIXEL_OFFSET
-        lm = crop_to_image(xy, affine)[0, :33].numpy() - 0.5
-        same_roi.append(np.linalg.norm(lm - truth[:, :2], axis=1)[vis])
+        center = torch.tensor([[x + 0.5, y + 0.5]], dtype=torch.float64)
+        args = (torch.tensor([size], dtype=torch.float64), torch.tensor([-r], dtype=torch.float64))
+        # hmrkit's crop (MediaPipe's half-pixel sampling) and, to show that it matters, the
+        # plain crop_matrix sampling with the network's outputs read as continuous pixels
+        for errs, affine, offset in (
+                (same_roi, crop_affine(center, *args), NETWORK_PIXEL_OFFSET),
+                (plain_roi, crop_matrix(center, args[0], 256, args[1]), 0.0)):
+            crop = torch.from_numpy(warp_crops(im, affine, 256)).permute(0, 3, 1, 2)
+            with torch.no_grad():
+                out = bp.landmark_net(crop.float() / 255)
+            xy = refine_from_heatmaps(out["landmarks"][..., :2].double(),
+                                      out["heatmap_logits"].double()) + offset
+            lm = crop_to_image(xy, affine)[0, :33].numpy() - 0.5
+            errs.append(np.linalg.norm(lm - truth[:, :2], axis=1)[vis])
         people = bp.detect(im)
         if not people:
             print(f"image {i}: hmrkit finds no person")
@@ -108,6 +116,7 @@ def compare(ref_path: str) -> None:
         end_to_end.append(np.linalg.norm(p.landmarks[:, :2] - 0.5 - truth[:, :2], axis=1)[vis])
         world.append(1000 * np.linalg.norm(p.world - ref[f"world_{i}"], axis=1)[vis])
     for name, errs in (("landmark network on MediaPipe's ROI", same_roi),
+                       ("same, plain crop_matrix sampling (no half pixel)", plain_roi),
                        ("whole pipeline (own detection and ROI)", end_to_end)):
         e = np.concatenate(errs)
         print(f"{name}: {len(e)} visible landmarks of {len(errs)} images: mean {e.mean():.2f} px,"
