@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from scipy.optimize import nnls
 
-from hmrkit.blazepose.names import BLAZEPOSE33_FLIP, BLAZEPOSE33_NAMES
+from hmrkit.blazepose.names import BLAZEPOSE33_FLIP, BLAZEPOSE33_NAMES, COCO17_FROM_BLAZEPOSE33
 from hmrkit.body import load_body_model
 from hmrkit.body.keypoints import COCO17_NAMES
 
@@ -239,6 +239,20 @@ def fit(args) -> None:
             h = report[n]["heldout"]
             print(f"  {n:18s} {h['median_pct_box']:5.2f} %  {h['mean_px']:6.1f} px "
                   f"(n={h['n']}, {report[n]['nonzero']} vertices)")
+    # rest-pose checks: against Anny-24's COCO-17 regressor, and decimated against full mesh
+    rest = {}
+    for mesh, name in (("decimated", "anny24"), ("full", "anny24-full")):
+        data = load_body_model(name).data
+        J = data.num_joints
+        rest[mesh] = W_all[mesh][:, J:].astype(np.float64) @ data.v_template
+        coco = data.keypoint_regressors["coco17"][:, J:] @ data.v_template
+        gap = np.linalg.norm(rest[mesh][list(COCO17_FROM_BLAZEPOSE33)] - coco, axis=1) * 1000
+        header_meshes[mesh]["rest_pose_mm_from_coco17_regressor"] = dict(
+            zip(COCO17_NAMES, np.round(gap, 1).tolist(), strict=True))
+        print(f"{mesh}: rest-pose distance to the COCO-17 regressor (mm):",
+              dict(zip(COCO17_NAMES, np.round(gap).astype(int).tolist(), strict=True)))
+    between = float(np.linalg.norm(rest["decimated"] - rest["full"], axis=1).max() * 1000)
+    print(f"decimated vs full mesh, rest pose: largest distance {between:.1f} mm")
     header = {
         "format": "hmrkit-keypoint-regressor", "keypoint_set": "blazepose33",
         "names": list(BLAZEPOSE33_NAMES),
@@ -252,6 +266,7 @@ def fit(args) -> None:
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
             if k not in ("what", "func")),
         "meshes": header_meshes,
+        "rest_pose_decimated_vs_full_max_mm": between,
     }
     save_npz_with_header(args.out, W_all, header)
     print(f"wrote {args.out}")
