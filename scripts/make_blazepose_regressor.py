@@ -257,7 +257,10 @@ def fit(args) -> None:
         "format": "hmrkit-keypoint-regressor", "keypoint_set": "blazepose33",
         "names": list(BLAZEPOSE33_NAMES),
         "layout": "(33, 24 + V) weights over [joints; vertices] like keypoint_regressors",
-        "method": __doc__.split("\n\n")[1].replace("\n", " "),
+        "method": " ".join(__doc__.split("\n\n")[1:3]).replace("\n", " "),
+        "collect_command": "python scripts/make_blazepose_regressor.py collect --scenes "
+                           f"{int(obs['index'].max() + 1)} --variant {args.obs_variant} "
+                           f"--out {args.obs}",
         "detector": f"hmrkit.blazepose.BlazePose('{args.obs_variant}')",
         "scenes": {**SCENE, "count": int(obs["index"].max() + 1)},
         "used_people": {"train": int(len(train)), "heldout": int(len(held))},
