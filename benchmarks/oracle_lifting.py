@@ -19,25 +19,41 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-LABEL_KEYS = ("crop_affine", "box_center", "box_size", "image_size", "focal",
-              "keypoints2d/smpl24", "keypoints2d/coco17", "keypoints2d/lsp14", "joints3d",
-              "global_orient", "body_pose", "betas", "transl", "has_keypoints2d",
-              "has_joints3d", "has_smpl")
+LABEL_KEYS = ("crop_affine", "box_center", "box_size", "camera/intrinsics",
+              "camera/image_size", "keypoints2d/smpl24", "keypoints2d/coco17",
+              "keypoints2d/lsp14", "joints3d", "global_orient", "body_pose", "betas", "transl",
+              "has_keypoints2d", "has_joints3d", "has_smpl")
+
+
+class KeypointInput(nn.Module):
+    """A backbone whose "image" is the labelled 2D joints: a small MLP embedding of them."""
+
+    def __init__(self, image_size: int, width: int = 512):
+        super().__init__()
+        self.out_features = width
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(72, width), nn.ReLU(),
+                                 nn.Linear(width, width), nn.ReLU())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
 
 
 def load(path: str, limit: int | None, workers: int) -> dict[str, torch.Tensor]:
     from hmrkit.data.formats import build_dataset, evenly_spaced
-    from hmrkit.losses import crop_normalized_keypoints
+    from hmrkit.geometry.crops import CropBox
 
     dataset = evenly_spaced(build_dataset("synth", path, 96, None, 1, keys=LABEL_KEYS), limit)
     batches = list(DataLoader(dataset, batch_size=256, num_workers=workers))
     data = {k: torch.cat([b[k] for b in batches]) for k in LABEL_KEYS}
-    keypoints = crop_normalized_keypoints(data["keypoints2d/smpl24"], data["crop_affine"], 96)
+    keypoints = CropBox.from_sample(data, 96).normalize(data["keypoints2d/smpl24"])
     data["image"] = keypoints.reshape(len(keypoints), -1, 1, 1)  # the "image" is the 2D labels
     return data
 
 
 def main() -> None:
+    from functools import partial
+
+    from hmrkit.models.heads import IterativeRegressor
     from hmrkit.models.methods import HMR
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -53,10 +69,8 @@ def main() -> None:
     torch.manual_seed(args.seed)
     train, test = load(args.train, args.train_limit, args.workers), load(args.test, None,
                                                                           args.workers)
-    model = HMR(backbone="resnet18", image_size=96, regressor_hidden=512)
-    model.backbone = nn.Sequential(nn.Flatten(), nn.Linear(72, 512), nn.ReLU(),
-                                   nn.Linear(512, 512), nn.ReLU())
-    model.pixel_mean, model.pixel_std = torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1)
+    model = HMR(backbone=KeypointInput, crop_size=96, head=partial(IterativeRegressor,
+                                                                  hidden=512))
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     start = time.perf_counter()
     for step in range(args.steps + 1):
