@@ -367,3 +367,26 @@ def test_35mm_rule_golden_and_round_trip():
     torch.testing.assert_close(focal_35mm(f, wh), torch.tensor([50.0, 24.0], dtype=F64))
     torch.testing.assert_close(Camera.default(wh, f).focal_35mm(),
                                torch.tensor([50.0, 24.0], dtype=F64))
+
+
+def test_resized_camera_projects_to_the_same_place_of_the_picture():
+    """A point's pixel, as a fraction of the picture, is the same after :meth:`Camera.resized`;
+    pixel edges map to edges (the corner point (0, 0) stays, (W, H) goes to (W', H'))."""
+    from hmrkit.geometry.cameras import Camera
+
+    cam = Camera(torch.tensor([[1500.0, 1500.0, 2990.0, 2010.0]], dtype=F64),
+                 torch.tensor([[6000.0, 4000.0]], dtype=F64))
+    small = cam.resized((1600, 1067))
+    points = torch.randn(1, 50, 3, dtype=F64, generator=gen()) + torch.tensor([0, 0, 5.0],
+                                                                              dtype=F64)
+    full, shrunk = cam.project(points), small.project(points)
+    scale = torch.tensor([1600 / 6000, 1067 / 4000], dtype=F64)
+    torch.testing.assert_close(shrunk, full * scale)
+    assert small.image_size.tolist() == [[1600.0, 1067.0]]
+    # the image corners, seen through the back-projection of the big camera
+    corners = torch.tensor([[[0.0, 0.0], [6000.0, 4000.0]]], dtype=F64)
+    rays = torch.cat([(corners - cam.principal_point[:, None]) / cam.focal_xy[:, None],
+                      torch.ones(1, 2, 1, dtype=F64)], -1)
+    torch.testing.assert_close(small.project(rays), torch.tensor([[[0.0, 0.0],
+                                                                    [1600.0, 1067.0]]],
+                                                                  dtype=F64))

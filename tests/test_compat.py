@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import torch
 
-from hmrkit.demo import shipped_model_path
 from hmrkit.geometry.crops import crop_matrix
 from hmrkit.models.checkpoints import load_method, read_checkpoint
 from hmrkit.models.compat import is_flat, upgrade
+from hmrkit.models.weights import WEIGHTS_DIR
+
+SHIPPED_01 = WEIGHTS_DIR / "cliff-r18-96-synth.pt"
+"""The demo model of hmrkit 0.1 (a flat checkpoint), shipped since."""
 
 
 def _batch() -> dict[str, torch.Tensor]:
@@ -22,7 +25,7 @@ def _batch() -> dict[str, torch.Tensor]:
 
 
 def test_the_shipped_model_is_a_flat_checkpoint_that_upgrades():
-    checkpoint = read_checkpoint(shipped_model_path())
+    checkpoint = read_checkpoint(SHIPPED_01)
     method = checkpoint["hmrkit"]["method"]
     arguments = checkpoint["hyper_parameters"]
     assert method == "hmrkit.models.methods.cliff.CLIFF" and is_flat(method, arguments)
@@ -38,7 +41,7 @@ def test_the_shipped_model_is_a_flat_checkpoint_that_upgrades():
 def test_the_shipped_model_predicts_what_hmrkit_0_1_predicted():
     """Recorded with hmrkit 0.1 (commit c880157) on the same input; the full tensors matched
     bit for bit when this test was written."""
-    model = load_method(shipped_model_path())
+    model = load_method(SHIPPED_01)
     assert type(model).__name__ == "CLIFF" and model.crop_size == 96
     with torch.no_grad():
         est = model(_batch())

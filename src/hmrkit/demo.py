@@ -19,15 +19,10 @@ import cv2
 import numpy as np
 import torch
 
-SHIPPED_MODEL = "cliff-r18-96-synth.pt"
-"""File name of the shipped model in ``hmrkit/models/weights`` (docs/baselines.md)."""
+from hmrkit.models.weights import DEFAULT_MODEL
+
 DEMO_SEED = 1000
 """Scene seed of the demo (synth-v1 uses 1, the training data 0)."""
-
-
-def shipped_model_path() -> Path:
-    """Path of the shipped demo model (an export, float16 weights)."""
-    return Path(__file__).parent / "models" / "weights" / SHIPPED_MODEL
 
 
 def _tile(image: np.ndarray, size: int) -> np.ndarray:
@@ -59,7 +54,7 @@ def run_demo(out: str | Path = "demo_out", scenes: int = 6, seed: int = 0,
     config = SceneConfig(seed=DEMO_SEED + seed, split="test")
     write_split(functools.partial(generate_record, config), scenes, out / "scenes",
                 shard_size=max(scenes, 1), progress=False, overwrite=True)
-    checkpoint = Path(checkpoint) if checkpoint else shipped_model_path()
+    checkpoint = Path(checkpoint) if checkpoint else DEFAULT_MODEL
     model = load_method(checkpoint)
     dataset = dataset_for(model, out / "scenes", extra_keys=("meta/index",))
     metrics = {checkpoint.stem: evaluate(model, dataset, progress=False),

@@ -1,4 +1,4 @@
-"""Atomic file output: meshes, text, arrays, checkpoints.
+"""Atomic file output: meshes, text, arrays, checkpoints; the frame of mesh files.
 
 A crash never leaves a half-written file in place: every file is written to a temporary
 ``.<name>.<pid>.<random>.tmp`` next to it and renamed into place. A process killed while
@@ -78,15 +78,30 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     _atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
+CAMERA_FRAME = "camera: x right, y down, z forward (OpenCV), metres"
+"""The frame of hmrkit's camera-frame outputs (parameters, joints, vertices in memory)."""
+
+MESH_FRAME = ("y-up view of the camera: x right, y up, z towards the viewer (glTF, OpenGL), "
+              "metres; camera-frame (x, y, z) is written (x, -y, -z)")
+"""The frame of the mesh files :func:`save_mesh` writes: the camera frame turned 180 degrees
+about its x axis (:data:`CAMERA_TO_MESH`), glTF's y-up convention, so that viewers show an
+upright person upright, facing the viewer as in the photo."""
+
+CAMERA_TO_MESH = np.diag([1.0, -1.0, -1.0])
+"""Camera frame -> :data:`MESH_FRAME` (a rotation: faces keep their orientation)."""
+
+
 def save_mesh(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray) -> None:
-    """Write a triangle mesh as OBJ, PLY or GLB (by extension) with trimesh, atomically."""
+    """Write a triangle mesh given in the camera frame (:data:`CAMERA_FRAME`) as OBJ, PLY or GLB
+    (by extension) in :data:`MESH_FRAME`, with trimesh, atomically."""
     import trimesh
 
     path = Path(path)
     kind = path.suffix.lower().lstrip(".")
     if kind not in ("obj", "ply", "glb"):
         raise ValueError(f"{path}: unsupported mesh format '.{kind}' (use .obj, .ply or .glb)")
-    mesh = trimesh.Trimesh(np.asarray(vertices), np.asarray(faces), process=False)
+    mesh = trimesh.Trimesh(np.asarray(vertices) @ CAMERA_TO_MESH.T, np.asarray(faces),
+                           process=False)
     _atomic(path, lambda tmp: mesh.export(tmp, file_type=kind))
 
 

@@ -1,33 +1,49 @@
-"""``hmrkit predict``: body meshes from images, folders or videos with a trained method.
+"""``hmrkit predict``: body meshes from images, folders or videos.
 
-For every input image (or kept video frame) and every person in it, writes into ``--out``:
+``hmrkit predict photo.jpg --out out/`` runs the default model
+(:data:`hmrkit.models.weights.DEFAULT_MODEL`) on every person that hmrkit's BlazePose detector
+finds (:mod:`hmrkit.blazepose`: all anchors, non-maximum suppression, MediaPipe's rotated-square
+crop, 33 landmarks per person). For every input image (or kept video frame) and every person in
+it, it writes into ``--out``:
 
-- ``<stem>_p<k>.obj/.ply/.glb``: the mesh in the full-image camera frame (``--formats``);
-- ``<stem>_p<k>.npz`` and ``<stem>_p<k>.json``: the parameters (``global_orient`` (3, 3),
-  ``body_pose`` (23, 3, 3), ``betas``, ``transl``, ``cam_crop``), the box and camera
-  (``box_center``, ``box_size``, ``focal``, ``principal_point``, ``image_size`` (W, H)),
-  ``joints3d`` (24, 3) in the camera frame, ``keypoints2d`` (24, 2) their projection in
-  full-image pixels, and the body model's name;
+- ``<stem>_p<k>.obj/.ply/.glb``: the mesh (``--formats``) in the y-up view frame of the photo's
+  camera, glTF's convention, so that viewers show people upright: x right, y up, z towards
+  the viewer; a camera-frame point ``(x, y, z)`` is written as ``(x, -y, -z)``
+  (:data:`hmrkit.io.MESH_FRAME`);
+- ``<stem>_p<k>.npz`` and ``<stem>_p<k>.json``: the parameters in the camera frame (x right,
+  y down, z forward, metres; named under ``frame``): ``global_orient`` (3, 3), ``body_pose``
+  (23, 3, 3), ``betas``, ``transl``, ``cam_crop``; the box the model read (``box_center``,
+  ``box_size``, ``box_rotation`` for rotated boxes) and the camera (``focal``,
+  ``principal_point``, ``image_size`` (W, H)); ``joints3d`` (24, 3) and ``keypoints2d`` (24, 2)
+  their projection in full-image pixels; the body model's name; and for detected people the
+  detector's findings (``blazepose_*``: 33 landmarks in full-image pixels with visibility and
+  presence, metric world landmarks, the detection score, the pose presence and the rotated
+  ROI; names under ``blazepose_landmark_names``);
 - ``<stem>_overlay.png`` (all persons rendered over the image) and ``<stem>_side.png`` (a side
-  view of them, same size as the image; ``--no-side-view`` skips it);
+  view of them, same size; ``--no-side-view`` skips it), at most ``--overlay-size`` pixels on
+  the longer side (large photos are shrunk for drawing only: meshes and parameters keep the
+  full-resolution camera);
 
-and one ``index.json`` for the run. ``k`` counts the persons of an image from 0, in box order.
-Stems are the file stems (``name_2`` etc. when two inputs share one); video frames are
-``<video stem>_f<frame index, 6 digits>``.
+and one ``index.json`` for the run. ``k`` counts the persons of an image from 0 (detector: best
+score first; boxes file: file order). Stems are the file stems (``name_2`` etc. when two
+inputs share one); video frames are ``<video stem>_f<frame index, 6 digits>``.
 
-Persons come from ``--boxes FILE`` (JSON ``{"image": [[x0, y0, x1, y1], ...]}``, keys being
-the path as given on the command line or found in a folder, the file name, or for video frames
-``"<video name>:<frame index>"`` or the frame's stem; images that are absent or have ``[]`` are
-skipped as "no person"), from ``--detector mediapipe`` (one person per image, BlazePose from
-the optional ``[detect]`` extra), or by default from the whole image (one person, square box
-centred on the image with side ``max(W, H)``).
+Persons come from the detector (default; ``--detector-model`` picks the landmark network), from
+``--boxes FILE`` (JSON ``{"image": [[x0, y0, x1, y1], ...]}``, keys being the path as given on
+the command line or found in a folder, the file name, or for video frames ``"<video
+name>:<frame index>"`` or the frame's stem; images that are absent or have ``[]`` are skipped as
+"no person"), or with ``--detector none`` from the whole image (one person, the square box
+centred on the image with side ``max(W, H)``; said on stderr). A method that reads rotated
+boxes (``box_rotation`` in its :meth:`~hmrkit.models.methods.base.Method.input_keys`) gets
+the detector's rotated square; others get the upright square around the 33 landmarks
+(:data:`LANDMARK_BOX_SCALE`), like the boxes they were trained on.
 
-Only light modules are imported at load time (the ``hmrkit`` parser imports this one); torch
-and the model code load when :func:`run` needs them.
+Only light modules are imported at load time (the ``hmrkit`` parser imports this one); torch,
+the detector and the model code load when :func:`run` needs them.
 
 Exit status: 0 when at least one image gave a result; 1 when none did (every image unreadable
 or without a person); 2 for usage errors reported on one line: an input that does not exist, a
-folder with no images, an unreadable checkpoint or boxes file, a detector that is not installed.
+folder with no images, an unreadable checkpoint or boxes file, detector files not fetched.
 """
 
 from __future__ import annotations
@@ -36,37 +52,67 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from hmrkit.args import OneLineParser, output_folder, positive_float, positive_int
-from hmrkit.io import atomic_save_npz, atomic_write_text, save_mesh
-from hmrkit.render.draw import render_overlay, render_side, write_image
+from hmrkit.models.weights import DEFAULT_MODEL
+
+LOADED_AT = time.perf_counter()
+"""When this module was imported (within a fraction of a second of ``hmrkit`` starting):
+``index.json``'s ``first_result_s`` counts from here."""
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 MESH_FORMATS = ("obj", "ply", "glb")
 KEYPOINT_BOX_SCALE = 1.2
-"""Detected keypoints -> square box, as :func:`hmrkit.geometry.crops.box_from_keypoints`."""
-MEDIAPIPE_MIN_VISIBILITY = 0.5
-DETECT_INSTALL = "pip install 'hmrkit[detect]'"
+"""``--boxes`` box -> square box: ``scale`` x its longer side (SPIN's 3DPW protocol)."""
+LANDMARK_BOX_SCALE = 1.33
+"""Square around the 33 BlazePose landmarks, ``scale`` x their longer extent: the upright box
+a method trained on synthetic boxes gets. Synthetic boxes are 1.2 x the extent of the whole
+projected body; the landmarks stop at the eyes and the feet's points, so the same box needs a
+larger factor (measured on synth-v1 by ``benchmarks/detector_boxes.py``, docs/predict.md)."""
+DETECTORS = ("blazepose", "none", "mediapipe")
+"""``--detector`` values; ``mediapipe`` is the old name of the built-in BlazePose detector."""
+DETECTOR_MODELS = ("lite", "full", "heavy")
+OVERLAY_SIZE = 1600
+"""Default ``--overlay-size``: overlays and side views of larger photos are drawn shrunk to this
+longer side (:func:`hmrkit.render.draw.fit_picture`); meshes and parameters keep the
+full-resolution camera."""
+MIN_BOX_SIDE = 16.0
+"""Detected persons whose box is smaller (pixels) are dropped: no model reads them well."""
+WHOLE_IMAGE_NOTE = ("no detector (--detector none): each image is taken as one person, the "
+                    "square box centred on the image with side max(W, H)")
 PROG = "hmrkit predict"
-DESCRIPTION = "Body meshes, parameters and pictures from images, folders or videos."
+DESCRIPTION = ("Body meshes, parameters and pictures of every person in images, folders or "
+               "videos (default: the shipped model on the people hmrkit's BlazePose detector "
+               "finds).")
 EPILOG = ("exit status: 0 if at least one image gave a result, 1 if none did, 2 for a usage "
           "error (missing input, folder without images, bad checkpoint or boxes file, "
-          "detector not installed)")
-
-Box = tuple[np.ndarray, float]
-"""A square box: centre (2,) and side, in full-image pixels."""
+          "detector files not fetched)")
 
 
 class PredictError(Exception):
     """A usage problem (bad input, checkpoint, boxes or detector), reported on one line."""
+
+
+@dataclass
+class PersonBox:
+    """One person for the model: a square box in full-image pixels, and what found it."""
+
+    center: np.ndarray
+    """(2,) box centre."""
+    size: float
+    """Box side."""
+    rotation: float | None = None
+    """In-plane angle (radians, :func:`hmrkit.geometry.crops.crop_matrix`); None: upright."""
+    detection: dict[str, np.ndarray] = field(default_factory=dict)
+    """The detector's findings, written with the person's parameters (``blazepose_*``)."""
 
 
 @dataclass
@@ -96,7 +142,7 @@ class Job:
     """A frame with persons waiting for the model, and its entry in ``index.json``."""
 
     frame: Frame
-    boxes: list[Box]
+    boxes: list[PersonBox]
     focal: float | None
     """``--focal``; None: the default ``sqrt(W^2 + H^2)``."""
     entry: dict
@@ -117,15 +163,31 @@ def _formats(text: str) -> tuple[str, ...]:
     return names
 
 
+def _score(text: str) -> float:
+    """A detector score threshold in (0, 1)."""
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``hmrkit predict`` to ``parser``."""
     parser.add_argument("inputs", nargs="+", help="image files, folders of images or videos")
-    parser.add_argument("--checkpoint", required=True, help="trained method (.ckpt or export)")
     parser.add_argument("--out", required=True, type=output_folder, help="output folder")
+    parser.add_argument("--checkpoint", help="trained method (.ckpt or export; default: the "
+                        f"shipped model, hmrkit/models/weights/{DEFAULT_MODEL.name})")
     persons = parser.add_mutually_exclusive_group()
-    persons.add_argument("--boxes", help='JSON {"image": [[x0, y0, x1, y1], ...]} of persons')
-    persons.add_argument("--detector", choices=("mediapipe",),
-                         help=f"detect one person per image (needs {DETECT_INSTALL})")
+    persons.add_argument("--boxes", help='JSON {"image": [[x0, y0, x1, y1], ...]} of persons '
+                         "(instead of the detector)")
+    persons.add_argument("--detector", choices=DETECTORS, default="blazepose",
+                         help="blazepose (default): every person hmrkit's BlazePose finds; "
+                         "none: the whole image is one person (mediapipe: old name of "
+                         "blazepose)")
+    parser.add_argument("--detector-model", choices=DETECTOR_MODELS, default="full",
+                        help="BlazePose landmark network (default full)")
+    parser.add_argument("--min-score", type=_score, default=0.5,
+                        help="detector score threshold (default 0.5)")
     parser.add_argument("--box-scale", type=positive_float, default=KEYPOINT_BOX_SCALE,
                         help="square side = scale x longer side of a --boxes box (default 1.2)")
     parser.add_argument("--focal", type=positive_float,
@@ -137,6 +199,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="persons per model call (default 16)")
     parser.add_argument("--formats", type=_formats, default=MESH_FORMATS,
                         help="mesh formats to write (default obj,ply,glb; '' for none)")
+    parser.add_argument("--overlay-size", type=positive_int, default=OVERLAY_SIZE,
+                        help="longer side of overlays and side views at most this many "
+                        f"pixels (default {OVERLAY_SIZE}; meshes keep full resolution)")
     parser.add_argument("--no-side-view", action="store_true", help="do not write <stem>_side.png")
     parser.add_argument("--every", type=positive_int, default=1,
                         help="videos: keep every N-th frame (default 1)")
@@ -194,6 +259,8 @@ def _image_frame(source: Source) -> Frame:
 
 def _video_frames(source: Source, every: int, max_frames: int | None) -> Iterator[Frame]:
     """Every ``every``-th frame of a video (at most ``max_frames``), as RGB."""
+    import cv2
+
     capture = cv2.VideoCapture(str(source.path))
     try:
         if not capture.isOpened():
@@ -231,20 +298,20 @@ def iter_frames(sources: list[Source], every: int = 1, max_frames: int | None = 
 
 # --------------------------------------------------------------------------- persons
 
-BoxSource = Callable[[Frame], tuple[list[Box], str]]
-"""Frame -> its persons' boxes, and the reason to report when there are none."""
+BoxSource = Callable[[Frame], tuple[list[PersonBox], str]]
+"""Frame -> its persons, and the reason to report when there are none."""
 
 
-def whole_image_box(frame: Frame) -> tuple[list[Box], str]:
+def whole_image_box(frame: Frame) -> tuple[list[PersonBox], str]:
     """One person: the square box centred on the image with side ``max(W, H)``."""
     H, W = frame.image.shape[:2]
-    return [(np.array([W / 2, H / 2]), float(max(W, H)))], ""
+    return [PersonBox(np.array([W / 2, H / 2]), float(max(W, H)))], ""
 
 
-def square_box(xyxy, scale: float = 1.0) -> Box:
+def square_box(xyxy, scale: float = 1.0) -> PersonBox:
     """Square box around ``[x0, y0, x1, y1]``: same centre, side ``scale`` x the longer side."""
     x0, y0, x1, y1 = (float(v) for v in xyxy)
-    return np.array([(x0 + x1) / 2, (y0 + y1) / 2]), scale * max(x1 - x0, y1 - y0)
+    return PersonBox(np.array([(x0 + x1) / 2, (y0 + y1) / 2]), scale * max(x1 - x0, y1 - y0))
 
 
 def _box_array(value) -> np.ndarray | None:
@@ -279,7 +346,7 @@ def load_boxes(path: str | Path, scale: float = 1.0) -> BoxSource:
                                "with x0 < x1 and y0 < y1")
         table[Path(key).as_posix()] = [square_box(b, scale) for b in boxes]
 
-    def lookup(frame: Frame) -> tuple[list[Box], str]:
+    def lookup(frame: Frame) -> tuple[list[PersonBox], str]:
         for key in frame.keys:
             if key in table:
                 return table[key], "empty box list in the boxes file"
@@ -288,44 +355,88 @@ def load_boxes(path: str | Path, scale: float = 1.0) -> BoxSource:
     return lookup
 
 
-def mediapipe_detector() -> BoxSource:
-    """One person per image from MediaPipe BlazePose (runs offline; optional dependency)."""
-    try:
-        import mediapipe as mp
-    except ImportError:
-        raise PredictError(
-            f"--detector mediapipe needs MediaPipe, which is not installed: {DETECT_INSTALL}"
-        ) from None
-    try:
-        pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1)
-    except AttributeError:
-        raise PredictError(
-            f"this MediaPipe has no solutions.pose; install mediapipe==0.10.14 ({DETECT_INSTALL})"
-        ) from None
-    import torch
+def detection_record(person) -> dict[str, np.ndarray]:
+    """What BlazePose found of one person (a :class:`hmrkit.blazepose.Person`), as the
+    ``blazepose_*`` arrays of the person's NPZ / JSON."""
+    f32 = np.float32
+    return {
+        "blazepose_landmarks": person.landmarks.astype(f32),
+        "blazepose_visibility": person.visibility.astype(f32),
+        "blazepose_presence": person.landmark_presence.astype(f32),
+        "blazepose_world": person.world.astype(f32),
+        "blazepose_score": f32(person.detection.score),
+        "blazepose_pose_presence": f32(person.presence),
+        "blazepose_roi_center": person.center.astype(f32),
+        "blazepose_roi_size": f32(person.size),
+        "blazepose_roi_rotation": f32(person.rotation),
+    }
 
-    from hmrkit.geometry.crops import box_from_keypoints
 
-    def detect(frame: Frame) -> tuple[list[Box], str]:
-        found = pose.process(frame.image).pose_landmarks
-        if found is None:
+class DetectedPeople:
+    """Every person hmrkit's BlazePose detector finds in a frame, as boxes for a method.
+
+    ``rotated``: give the detector's rotated square (MediaPipe's ROI: centre at the hips, side
+    2.5 x the hip-to-head-point distance, turned upright); otherwise the upright square around
+    the 33 landmarks, :data:`LANDMARK_BOX_SCALE` x their extent. People whose pose presence is
+    below BlazePose's threshold or whose box is under :data:`MIN_BOX_SIDE` pixels (or not
+    finite) are dropped, and the reason says how many of each.
+    """
+
+    def __init__(self, blazepose, rotated: bool):
+        self.blazepose, self.rotated = blazepose, rotated
+
+    def box(self, person) -> PersonBox:
+        """The box of one detected person (see the class doc)."""
+        if self.rotated:
+            return PersonBox(person.center.astype(np.float64), float(person.size),
+                             float(person.rotation), detection_record(person))
+        import torch
+
+        from hmrkit.geometry.crops import box_from_keypoints
+
+        center, size = box_from_keypoints(torch.from_numpy(person.landmarks[:, :2]).double(),
+                                          scale=LANDMARK_BOX_SCALE)
+        return PersonBox(center.numpy(), float(size), None, detection_record(person))
+
+    def __call__(self, frame: Frame) -> tuple[list[PersonBox], str]:
+        bp = self.blazepose
+        detections = bp.detect_people([frame.image])[0]
+        if not detections:
             return [], "no person detected"
-        H, W = frame.image.shape[:2]
-        points = torch.tensor([[p.x * W, p.y * H] for p in found.landmark], dtype=torch.float64)
-        visible = torch.tensor([p.visibility >= MEDIAPIPE_MIN_VISIBILITY for p in found.landmark])
-        center, size = box_from_keypoints(points, visible, scale=KEYPOINT_BOX_SCALE)
-        if not (torch.isfinite(size) and size > 1):
-            return [], "no person detected"
-        return [(center.numpy(), float(size))], ""
+        people = bp.estimate([frame.image], [detections])[0]
+        dropped = Counter({f"pose presence under {bp.min_presence}": len(detections) -
+                           len(people)})
+        boxes = []
+        for person in people:
+            box = self.box(person)
+            if not (np.isfinite(box.center).all() and np.isfinite(box.size)
+                    and box.size >= MIN_BOX_SIDE):
+                dropped[f"box under {MIN_BOX_SIDE:g} px"] += 1
+                continue
+            boxes.append(box)
+        if boxes:
+            return boxes, ""
+        why = ", ".join(f"{k}: {v}" for k, v in dropped.items() if v)
+        return [], f"{len(detections)} detection(s), none passed the checks ({why})"
 
-    return detect
+
+def load_detector(variant: str, device: str, min_score: float):
+    """hmrkit's BlazePose (:class:`hmrkit.blazepose.BlazePose`); :class:`PredictError` when its
+    converted files are missing or corrupt (the message names the fetch command)."""
+    from hmrkit.blazepose import BlazePose, BlazePoseModelError
+
+    try:
+        return BlazePose(variant, device=device, min_score=min_score)
+    except BlazePoseModelError as err:
+        raise PredictError(f"the BlazePose detector cannot load: {err} (or give --boxes FILE "
+                           "or --detector none)") from None
 
 
 # --------------------------------------------------------------------------- model
 
 
-def load_model(checkpoint: str, device: str):
-    """The method of ``checkpoint`` on ``device``; :class:`PredictError` for bad files."""
+def _torch_device(device: str):
+    """``torch.device(device)``; :class:`PredictError` when it is not usable."""
     import torch
 
     try:
@@ -334,6 +445,12 @@ def load_model(checkpoint: str, device: str):
         raise PredictError(f"--device {device}: {err}") from None
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise PredictError(f"--device {device}: CUDA is not available")
+    return torch_device
+
+
+def load_model(checkpoint: str | Path, device: str):
+    """The method of ``checkpoint`` on ``device``; :class:`PredictError` for bad files."""
+    torch_device = _torch_device(device)
     from hmrkit.models.checkpoints import CheckpointError, load_method
 
     try:
@@ -344,21 +461,28 @@ def load_model(checkpoint: str, device: str):
         raise PredictError(f"cannot load the method of {checkpoint}: {err}") from None
 
 
-def make_batch(people: list[tuple[np.ndarray, Box, float | None]], res: int | None,
-               rois: int = 1) -> dict:
+def reads_rotated_boxes(model) -> bool:
+    """Whether ``model`` reads rotated boxes (``box_rotation`` among its input keys)."""
+    return "box_rotation" in model.input_keys()
+
+
+def make_batch(people: list[tuple[np.ndarray, PersonBox, float | None]], res: int | None,
+               rois: int = 1, rotated: bool = False) -> dict:
     """Model input for ``(image, box, focal)`` persons: crops, boxes and cameras (float32).
 
     Every person is cut by :func:`hmrkit.data.images.person_crop` (``res`` None: the geometry
     only, for methods that read no image); ``rois > 1`` (Multi-RoI methods) also adds the
     ``rois/*`` keys: the first ``rois`` RoIs around each box, RoI 0 the box itself, as datasets
-    built with ``rois=M`` hold them. ``focal`` None: the default ``sqrt(W^2 + H^2)``.
+    built with ``rois=M`` hold them. ``rotated``: every box has ``box_rotation`` (0 for upright
+    boxes); otherwise rotations are not used. ``focal`` None: the default ``sqrt(W^2 + H^2)``.
     """
     import torch
 
     from hmrkit.data.images import person_crop
     from hmrkit.geometry.cameras import Camera
 
-    keys = [person_crop(None if res is None else image, box[0], box[1], res or 1, rois=rois)
+    keys = [person_crop(None if res is None else image, box.center, box.size, res or 1,
+                        rois=rois, rotation=(box.rotation or 0.0) if rotated else None)
             .sample_keys(rois=rois > 1) for image, box, _ in people]
     batch = {k: torch.from_numpy(np.stack([p[k] for p in keys])) for k in keys[0]}
     wh = torch.tensor([[im.shape[1], im.shape[0]] for im, _, _ in people], dtype=torch.float64)
@@ -393,10 +517,12 @@ def unpack(est, batch: dict) -> list[dict[str, np.ndarray]]:
         fields["cam_crop"] = est.cam_crop.cpu().double()
     if est.world_global_orient is not None:
         fields["world_global_orient"] = est.world_global_orient.cpu().double()
+    fields.update({"box_center": b["box_center"], "box_size": b["box_size"]})
+    if "box_rotation" in b:
+        fields["box_rotation"] = b["box_rotation"]
     fields.update({
-        "box_center": b["box_center"], "box_size": b["box_size"], "focal": camera.focal,
-        "principal_point": camera.principal_point, "image_size": camera.image_size,
-        "vertices": vertices + transl[:, None],
+        "focal": camera.focal, "principal_point": camera.principal_point,
+        "image_size": camera.image_size, "vertices": vertices + transl[:, None],
     })
     if est.joints is not None:
         joints = est.joints.cpu().double() + transl[:, None]
@@ -411,9 +537,11 @@ def estimate(model, people: list, device, batch_size: int,
     and input keys); a key ``hmrkit predict`` cannot build is a :class:`PredictError`."""
     import torch
 
+    rotated = reads_rotated_boxes(model)
     results = []
     for start in range(0, len(people), batch_size):
-        batch = make_batch(people[start : start + batch_size], model.crop_size, model.num_rois)
+        batch = make_batch(people[start : start + batch_size], model.crop_size, model.num_rois,
+                           rotated)
         missing = [k for k in model.input_keys() if k not in batch]
         if missing:
             raise PredictError(f"{type(model).__name__} reads Sample keys {missing} that "
@@ -428,40 +556,57 @@ def estimate(model, people: list, device, batch_size: int,
 
 
 def _json_value(value: np.ndarray):
-    """Arrays as nested lists, 0-d arrays as numbers."""
+    """Arrays as nested lists, 0-d arrays as numbers or strings."""
     return value.tolist() if value.ndim else value.item()
 
 
-def write_person(out: Path, name: str, person: dict, faces, formats, body_model: str) -> dict:
-    """Meshes, NPZ and JSON of one person; returns their file names by kind."""
+def write_person(out: Path, name: str, person: dict, faces, formats, body_model: str,
+                 detection: dict[str, np.ndarray] | None = None) -> dict:
+    """Meshes, NPZ and JSON of one person (plus the detector's findings); returns their file
+    names by kind."""
+    from hmrkit.io import CAMERA_FRAME, MESH_FRAME, atomic_save_npz, atomic_write_text, save_mesh
+
     files = {}
     for fmt in formats:
         files[fmt] = f"{name}.{fmt}"
         save_mesh(out / files[fmt], person["vertices"], faces)
-    params = {k: v for k, v in person.items() if k != "vertices"}
+    arrays = {k: v.astype(np.float32) for k, v in person.items() if k != "vertices"}
+    arrays.update(detection or {})
+    text = {"body_model": body_model, "frame": CAMERA_FRAME, "mesh_frame": MESH_FRAME}
+    if detection:
+        from hmrkit.blazepose.names import BLAZEPOSE33_NAMES
+
+        arrays["blazepose_landmark_names"] = np.array(BLAZEPOSE33_NAMES)
     files["npz"], files["json"] = f"{name}.npz", f"{name}.json"
-    arrays = {k: v.astype(np.float32) for k, v in params.items()}
-    atomic_save_npz(out / files["npz"], {**arrays, "body_model": np.array(body_model)})
-    record = {k: _json_value(v) for k, v in params.items()}
-    atomic_write_text(out / files["json"], json.dumps({**record, "body_model": body_model}))
+    atomic_save_npz(out / files["npz"], {**arrays, **{k: np.array(v) for k, v in text.items()}})
+    record = {k: _json_value(v) for k, v in arrays.items()}
+    atomic_write_text(out / files["json"], json.dumps({**record, **text}))
     return files
 
 
 def write_job(job: Job, out: Path, faces: np.ndarray, formats, body_model: str,
-              side_view: bool) -> None:
-    """All outputs of one frame; fills in its ``index.json`` entry."""
+              side_view: bool, overlay_size: int | None = None) -> None:
+    """All outputs of one frame; fills in its ``index.json`` entry. Overlays and side views are
+    at most ``overlay_size`` pixels on the longer side (:func:`hmrkit.render.draw.fit_picture`)."""
+    from hmrkit.render.draw import fit_picture, render_overlay, render_side, write_image
+
     frame, entry = job.frame, job.entry
     for k, (person, box) in enumerate(zip(job.results, job.boxes, strict=True)):
-        files = write_person(out, f"{frame.stem}_p{k}", person, faces, formats, body_model)
-        entry["persons"].append({"index": k, "box_center": box[0].tolist(),
-                                 "box_size": box[1], "files": files})
+        files = write_person(out, f"{frame.stem}_p{k}", person, faces, formats, body_model,
+                             box.detection)
+        item = {"index": k, "box_center": box.center.tolist(), "box_size": box.size}
+        if box.rotation is not None:
+            item["box_rotation"] = box.rotation
+        if box.detection:
+            item["detector_score"] = float(box.detection["blazepose_score"])
+        entry["persons"].append({**item, "files": files})
     vertex_sets = [p["vertices"] for p in job.results]
+    picture, camera = fit_picture(frame.image, _cameras(job.results), overlay_size)
     entry["overlay"] = f"{frame.stem}_overlay.png"
-    write_image(out / entry["overlay"], render_overlay(frame.image, vertex_sets, faces,
-                                                       _cameras(job.results)))
+    write_image(out / entry["overlay"], render_overlay(picture, vertex_sets, faces, camera))
     if side_view:
         entry["side"] = f"{frame.stem}_side.png"
-        size = (frame.image.shape[1], frame.image.shape[0])
+        size = (picture.shape[1], picture.shape[0])
         write_image(out / entry["side"], render_side(vertex_sets, faces, size))
     entry["status"] = "ok"
 
@@ -488,16 +633,19 @@ def _report(message: str) -> None:
 
 
 def _setup(args: argparse.Namespace):
-    """Sources, box source and model for ``args`` (raises :class:`PredictError`)."""
+    """Sources, box source, model and refiner for ``args`` (raises :class:`PredictError`)."""
     sources = collect_sources(args.inputs)
+    t0 = time.perf_counter()
+    detector = None
     if args.boxes:
         boxes = load_boxes(args.boxes, args.box_scale)
-    elif args.detector == "mediapipe":
-        boxes = mediapipe_detector()
-    else:
+    elif args.detector == "none":
         boxes = whole_image_box
-    t0 = time.perf_counter()
-    model = load_model(args.checkpoint, args.device)
+    else:  # fail on missing detector files before the model loads
+        detector = load_detector(args.detector_model, args.device, args.min_score)
+    model = load_model(args.checkpoint or DEFAULT_MODEL, args.device)
+    if detector is not None:
+        boxes = DetectedPeople(detector, reads_rotated_boxes(model))
     refiner = None
     if args.refiner:
         from hmrkit.models.registry import RegistryError, refiner_class
@@ -521,7 +669,10 @@ def _new_entry(frame: Frame) -> dict:
 
 
 class Predictor:
-    """Runs a method over frames in batches of persons, writes their outputs, keeps the index."""
+    """Runs a method over frames in batches of persons, writes their outputs, keeps the index.
+
+    The first frame with persons is written at once (so that a first result comes as soon as
+    possible); later frames are queued until ``--batch-size`` persons wait."""
 
     def __init__(self, model, args: argparse.Namespace, find_boxes: BoxSource, refiner=None):
         self.model, self.args, self.find_boxes = model, args, find_boxes
@@ -531,7 +682,8 @@ class Predictor:
         self.body_model = model.body.name
         self.entries: list[dict] = []
         self.pending: list[Job] = []
-        self.timing = {"model_s": 0.0, "write_s": 0.0}
+        self.timing = {"read_s": 0.0, "detect_s": 0.0, "model_s": 0.0, "write_s": 0.0}
+        self.first_result_s: float | None = None
 
     def add(self, frame: Frame) -> None:
         """Queue a frame (or record why it is skipped); runs the model when a batch is full."""
@@ -540,11 +692,14 @@ class Predictor:
         name = frame.source.path.as_posix() + ("" if frame.index is None else f":{frame.index}")
         if frame.image is None:
             return self._skip(entry, "unreadable", name, frame.error)
+        t0 = time.perf_counter()
         boxes, reason = self.find_boxes(frame)
+        self.timing["detect_s"] += time.perf_counter() - t0
         if not boxes:
             return self._skip(entry, "no person", name, reason)
         self.pending.append(Job(frame, boxes, self.args.focal, entry))
-        if sum(len(j.boxes) for j in self.pending) >= self.args.batch_size:
+        waiting = sum(len(j.boxes) for j in self.pending)
+        if waiting >= self.args.batch_size or self.first_result_s is None:
             self.flush()
 
     @staticmethod
@@ -563,31 +718,43 @@ class Predictor:
         for job in self.pending:
             job.results = [next(results) for _ in job.boxes]
             write_job(job, self.out, self.faces, self.args.formats, self.body_model,
-                      not self.args.no_side_view)
+                      not self.args.no_side_view, self.args.overlay_size)
         self.timing["model_s"] += t1 - t0
         self.timing["write_s"] += time.perf_counter() - t1
+        if self.first_result_s is None:
+            self.first_result_s = time.perf_counter() - LOADED_AT
         self.pending.clear()
 
     def index(self, timing: dict) -> dict:
         """The content of ``index.json``."""
         args, model = self.args, self.model
+        detector = None if args.boxes else args.detector
         return {
-            "inputs": list(args.inputs), "checkpoint": str(args.checkpoint),
+            "inputs": list(args.inputs), "checkpoint": str(args.checkpoint or DEFAULT_MODEL),
             "method": f"{type(model).__module__}.{type(model).__qualname__}",
             "body_model": self.body_model, "device": str(args.device),
-            "crop_size": model.crop_size, "refiner": args.refiner,
-            "options": {"focal": args.focal, "boxes": args.boxes, "detector": args.detector,
+            "crop_size": model.crop_size, "rotated_boxes": reads_rotated_boxes(model),
+            "refiner": args.refiner,
+            "options": {"focal": args.focal, "boxes": args.boxes, "detector": detector,
+                        "detector_model": args.detector_model if detector else None,
+                        "min_score": args.min_score if detector else None,
                         "box_scale": args.box_scale, "formats": list(args.formats),
+                        "overlay_size": args.overlay_size,
                         "side_view": not args.no_side_view, "batch_size": args.batch_size,
                         "every": args.every, "max_frames": args.max_frames},
             "images": self.entries, "summary": _summary(self.entries),
-            "timing": {k: round(v, 4) for k, v in {**timing, **self.timing}.items()},
+            "timing": {k: None if v is None else round(v, 4) for k, v in
+                       {**timing, **self.timing, "first_result_s": self.first_result_s}.items()},
         }
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``hmrkit predict``; returns the exit status (see module doc)."""
     start = time.perf_counter()
+    if args.detector == "mediapipe":
+        args.detector = "blazepose"
+    if args.detector == "none" and not args.boxes:
+        _report(WHOLE_IMAGE_NOTE)
     try:
         sources, find_boxes, model, refiner, load_s = _setup(args)
     except PredictError as err:
@@ -605,7 +772,9 @@ def run(args: argparse.Namespace) -> int:
     except PredictError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    index = predictor.index({"load_model_s": load_s, "total_s": time.perf_counter() - start})
+    index = predictor.index({"load_s": load_s, "total_s": time.perf_counter() - start})
+    from hmrkit.io import atomic_write_text
+
     atomic_write_text(predictor.out / "index.json", json.dumps(index, indent=2))
     summary = index["summary"]
     print(f"{PROG}: {summary['ok']} of {summary['images']} images, {summary['persons']} "

@@ -307,6 +307,14 @@ class Camera:
         return replace(self, intrinsics=torch.cat(
             [f[:, None], f[:, None], self.intrinsics[:, 2:]], dim=1))
 
+    def resized(self, image_size) -> Camera:
+        """The same cameras seeing the images resized to ``image_size`` ``(W', H')`` (``(2,)``
+        or ``(B, 2)``): intrinsics scaled by ``W' / W`` and ``H' / H`` (pixel edges map to pixel
+        edges, so a point projects to the same place of the picture)."""
+        new = torch.as_tensor(image_size).to(self.image_size).expand_as(self.image_size)
+        scale = new / self.image_size
+        return replace(self, intrinsics=self.intrinsics * scale.repeat(1, 2), image_size=new)
+
     def repeat_interleave(self, repeats: int) -> Camera:
         """Each camera ``repeats`` times in a row (one per RoI of a person)."""
         c2w = self.cam_to_world

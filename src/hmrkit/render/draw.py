@@ -85,6 +85,21 @@ def merge_meshes(vertex_sets: list[np.ndarray], faces: np.ndarray) -> tuple[np.n
     return np.concatenate(vertex_sets), np.concatenate([faces + o for o in offsets])
 
 
+def fit_picture(image: np.ndarray, camera: Camera, max_side: int | None
+                ) -> tuple[np.ndarray, Camera]:
+    """``image`` shrunk (area averaging) so that its longer side is at most ``max_side``, and
+    ``camera`` made to see the shrunk picture (:meth:`Camera.resized`); both unchanged when the
+    image is small enough or ``max_side`` is None. Drawing a 24-megapixel photo at full size is
+    slow and gives a picture no viewer shows whole."""
+    H, W = image.shape[:2]
+    if max_side is None or max(W, H) <= max_side:
+        return image, camera
+    scale = max_side / max(W, H)
+    size = (max(1, round(W * scale)), max(1, round(H * scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return small, camera.resized(camera.image_size.new_tensor(size))
+
+
 def render_overlay(image: np.ndarray, vertex_sets, faces, camera: Camera,
                    opacity: float = OVERLAY_OPACITY) -> np.ndarray:
     """The persons' camera-frame meshes shaded over ``image``, seen by ``camera``: one camera
