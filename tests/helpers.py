@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +73,28 @@ def one_line(text: str) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
     assert len(lines) == 1, f"expected one line, got {len(lines)}:\n{text}"
     return lines[0]
+
+
+def skip_without_blazepose(variant: str = "full") -> None:
+    """Skip the calling test when BlazePose's converted files are not fetched."""
+    import pytest
+
+    from hmrkit.blazepose.assets import BlazePoseModelError, model_path
+
+    try:
+        for name in ("detector", variant):
+            model_path(name)
+    except BlazePoseModelError as exc:
+        pytest.skip(str(exc))
+
+
+@functools.cache
+def two_person_scene() -> dict:
+    """A synthetic image with two people who face the camera enough for BlazePose to find
+    both, and its labels (rendered once per session; do not modify)."""
+    from hmrkit.data.synthetic.scene import SceneConfig, SceneEngine
+
+    engine = SceneEngine(SceneConfig(seed=3, split="test", people=(0.0, 1.0, 0.0),
+                                     occluder_prob=0.0, facing_uniform_prob=0.0,
+                                     person_height_frac=(0.6, 0.8)))
+    return engine.render(12)

@@ -29,6 +29,7 @@ from hmrkit.blazepose.roi import (
     normalize_radians,
 )
 from hmrkit.geometry.crops import affine_to_cv2
+from tests.helpers import skip_without_blazepose, two_person_scene
 
 
 # ------------------------------------------------------------------ anchors
@@ -325,19 +326,9 @@ def test_names_flip_and_coco_subset():
 
 
 # ------------------------------------------------------------------ with the real models
-def _fetched():
-    from hmrkit.blazepose.assets import BlazePoseModelError, model_path
-
-    try:
-        for name in ("detector", "full"):
-            model_path(name)
-    except BlazePoseModelError as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.fixture(scope="module")
 def blazepose():
-    _fetched()
+    skip_without_blazepose()
     from hmrkit.blazepose import BlazePose
 
     torch.set_num_threads(1)
@@ -420,17 +411,8 @@ def test_batch_of_images_equals_one_by_one(blazepose):
     assert np.median(err) < 6.0, err
 
 
-def _two_person_scene():
-    from hmrkit.data.synthetic.scene import SceneConfig, SceneEngine
-
-    engine = SceneEngine(SceneConfig(seed=3, split="test", people=(0.0, 1.0, 0.0),
-                                     occluder_prob=0.0, facing_uniform_prob=0.0,
-                                     person_height_frac=(0.6, 0.8)))
-    return engine.render(12)  # two people, both facing the camera enough to be detected
-
-
 def test_two_people_in_one_synthetic_image_are_both_found(blazepose):
-    scene = _two_person_scene()
+    scene = two_person_scene()
     image, labels = scene["image"], scene["labels"]
     people = blazepose.detect(image)
     coco = labels["keypoints2d/coco17"]  # (2, 17, 3)
