@@ -15,7 +15,6 @@ import json
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -25,20 +24,8 @@ DEMO_SEED = 1000
 """Scene seed of the demo (synth-v1 uses 1, the training data 0)."""
 
 
-def _tile(image: np.ndarray, size: int) -> np.ndarray:
-    """``image`` scaled to fit a ``size`` x ``size`` white square, centred."""
-    h, w = image.shape[:2]
-    scale = size / max(h, w)
-    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                       interpolation=cv2.INTER_AREA)
-    canvas = np.full((size, size, 3), 255, np.uint8)
-    y, x = (size - small.shape[0]) // 2, (size - small.shape[1]) // 2
-    canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
-    return canvas
-
-
 def run_demo(out: str | Path = "demo_out", scenes: int = 6, seed: int = 0,
-             checkpoint: str | Path | None = None, tile: int = 240) -> dict:
+             checkpoint: str | Path | None = None, tile_size: int = 240) -> dict:
     """Run the demo; returns the summary that it also writes to ``out/index.json``."""
     from hmrkit.data.shards import ShardReader, decode_image, write_split
     from hmrkit.data.synthetic.scene import SceneConfig, generate_record
@@ -47,7 +34,7 @@ def run_demo(out: str | Path = "demo_out", scenes: int = 6, seed: int = 0,
     from hmrkit.io import atomic_write_text, save_mesh
     from hmrkit.models.checkpoints import load_method
     from hmrkit.models.registry import method_class
-    from hmrkit.render.draw import contact_sheet, render_overlay, render_side, write_image
+    from hmrkit.render.draw import contact_sheet, render_overlay, render_side, tile, write_image
 
     out = Path(out)
     start = time.perf_counter()
@@ -89,7 +76,7 @@ def run_demo(out: str | Path = "demo_out", scenes: int = 6, seed: int = 0,
         for name, view in zip(("image", "pred", "true", "pred_side", "true_side"), views,
                               strict=True):
             write_image(out / f"{stem}_{name}.png", view)
-        tiles += [_tile(v, tile) for v in views]
+        tiles += [tile(v, tile_size) for v in views]
         labels += [stem, "predicted", "ground truth", "predicted, side", "truth, side"]
         for k, i in enumerate(people):
             for kind, verts in (("pred", pred_verts[i]), ("true", true_verts[i])):

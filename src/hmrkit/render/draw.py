@@ -85,19 +85,19 @@ def merge_meshes(vertex_sets: list[np.ndarray], faces: np.ndarray) -> tuple[np.n
     return np.concatenate(vertex_sets), np.concatenate([faces + o for o in offsets])
 
 
-def fit_picture(image: np.ndarray, camera: Camera, max_side: int | None
-                ) -> tuple[np.ndarray, Camera]:
+def fit_picture(image: np.ndarray, camera: Camera | None, max_side: int | None
+                ) -> tuple[np.ndarray, Camera | None]:
     """``image`` shrunk (area averaging) so that its longer side is at most ``max_side``, and
-    ``camera`` made to see the shrunk picture (:meth:`Camera.resized`); both unchanged when the
-    image is small enough or ``max_side`` is None. Drawing a 24-megapixel photo at full size is
-    slow and gives a picture no viewer shows whole."""
+    ``camera`` (if any) made to see the shrunk picture (:meth:`Camera.resized`); both unchanged
+    when the image is small enough or ``max_side`` is None. Drawing a 24-megapixel photo at
+    full size is slow and gives a picture no viewer shows whole."""
     H, W = image.shape[:2]
     if max_side is None or max(W, H) <= max_side:
         return image, camera
     scale = max_side / max(W, H)
     size = (max(1, round(W * scale)), max(1, round(H * scale)))
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return small, camera.resized(camera.image_size.new_tensor(size))
+    return small, None if camera is None else camera.resized(camera.image_size.new_tensor(size))
 
 
 def render_overlay(image: np.ndarray, vertex_sets, faces, camera: Camera,
@@ -150,6 +150,18 @@ def draw_keypoints(
         if v:
             cv2.circle(out, tuple(p), radius, color, -1, cv2.LINE_AA)
     return out
+
+
+def tile(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` scaled to fit a ``size`` x ``size`` white square, centred (contact sheets)."""
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                       interpolation=cv2.INTER_AREA)
+    canvas = np.full((size, size, 3), 255, np.uint8)
+    y, x = (size - small.shape[0]) // 2, (size - small.shape[1]) // 2
+    canvas[y : y + small.shape[0], x : x + small.shape[1]] = small[..., :3]
+    return canvas
 
 
 def contact_sheet(
