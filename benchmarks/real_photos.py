@@ -106,15 +106,15 @@ def load_annotations(path: Path, offset: float) -> tuple[dict, dict[str, list[di
             coco[j] = k[i]
         coco[:, :2] += offset
         coco[coco[:, 2] <= 0] = 0.0
+        labelled = coco[:, 2] > 0
+        if not labelled.any():
+            continue
         if "bbox" in a:
             x, y, w, h = (float(v) for v in a["bbox"])
             box = np.array([x + offset, y + offset, x + w + offset, y + h + offset])
         else:  # the labelled points' extent
-            pts = coco[coco[:, 2] > 0, :2]
-            box = np.concatenate([pts.min(0), pts.max(0)])
-        if (coco[:, 2] > 0).any():
-            people[images[a["image_id"]]].append({"keypoints": coco, "box": box,
-                                                  "id": a.get("id")})
+            box = np.concatenate([coco[labelled, :2].min(0), coco[labelled, :2].max(0)])
+        people[images[a["image_id"]]].append({"keypoints": coco, "box": box, "id": a.get("id")})
     return info, people
 
 
