@@ -60,7 +60,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from hmrkit.args import OneLineParser, output_folder, positive_float, positive_int
+from hmrkit.args import (
+    OneLineParser,
+    non_negative_int,
+    output_folder,
+    positive_float,
+    positive_int,
+)
 from hmrkit.models.weights import DEFAULT_MODEL
 
 LOADED_AT = time.perf_counter()
@@ -195,6 +201,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refiner", help="a refinement stage after the method, by name or "
                         "class path (e.g. identity)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda[:i]")
+    parser.add_argument("--threads", type=non_negative_int, default=1,
+                        help="CPU threads for torch (default 1: the per-image work is small, "
+                        "and more threads stall on a busy machine; 0: torch's default)")
     parser.add_argument("--batch-size", type=positive_int, default=16,
                         help="persons per model call (default 16)")
     parser.add_argument("--formats", type=_formats, default=MESH_FORMATS,
@@ -636,6 +645,10 @@ def _setup(args: argparse.Namespace):
     """Sources, box source, model and refiner for ``args`` (raises :class:`PredictError`)."""
     sources = collect_sources(args.inputs)
     t0 = time.perf_counter()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     detector = None
     if args.boxes:
         boxes = load_boxes(args.boxes, args.box_scale)
@@ -739,7 +752,7 @@ class Predictor:
                         "detector_model": args.detector_model if detector else None,
                         "min_score": args.min_score if detector else None,
                         "box_scale": args.box_scale, "formats": list(args.formats),
-                        "overlay_size": args.overlay_size,
+                        "threads": args.threads, "overlay_size": args.overlay_size,
                         "side_view": not args.no_side_view, "batch_size": args.batch_size,
                         "every": args.every, "max_frames": args.max_frames},
             "images": self.entries, "summary": _summary(self.entries),
@@ -763,7 +776,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(model, args, find_boxes, refiner)
     predictor.out.mkdir(parents=True, exist_ok=True)
     total = None if any(s.kind == "video" for s in sources) else len(sources)
-    frames = iter_frames(sources, args.every, args.max_frames)
+    frames = _timed(iter_frames(sources, args.every, args.max_frames), predictor.timing)
     try:
         for frame in tqdm(frames, total=total, unit="img", disable=not sys.stderr.isatty()):
             predictor.add(frame)
@@ -780,6 +793,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"{PROG}: {summary['ok']} of {summary['images']} images, {summary['persons']} "
           f"persons; wrote {predictor.out / 'index.json'}")
     return 0 if summary["ok"] else 1
+
+
+def _timed(frames: Iterator[Frame], timing: dict) -> Iterator[Frame]:
+    """``frames``, adding the time spent reading them to ``timing["read_s"]``."""
+    while True:
+        t0 = time.perf_counter()
+        frame = next(frames, None)
+        timing["read_s"] += time.perf_counter() - t0
+        if frame is None:
+            return
+        yield frame
 
 
 def _summary(entries: list[dict]) -> dict:
