@@ -165,10 +165,10 @@ def test_predict_writes_what_the_estimate_has():
     import numpy as np
 
     from hmrkit.geometry.cameras import Camera
-    from hmrkit.predict import make_batch, unpack
+    from hmrkit.predict import PersonBox, make_batch, unpack
 
     image = np.zeros((120, 160, 3), np.uint8)
-    batch = make_batch([(image, (np.array([80.0, 60.0]), 100.0), None)], 32)
+    batch = make_batch([(image, PersonBox(np.array([80.0, 60.0]), 100.0), None)], 32)
     vertices = torch.rand(1, 5, 3) + torch.tensor([0.0, 0.0, 3.0])
     dense = BodyEstimate(vertices=vertices,
                          camera=Camera.from_sample(batch).with_focal(torch.tensor([321.0])))

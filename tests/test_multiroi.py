@@ -344,11 +344,11 @@ def checkpoint(tmp_path_factory):
 
 
 def test_make_batch_builds_rois():
-    from hmrkit.predict import make_batch
+    from hmrkit.predict import PersonBox, make_batch
 
     rng = np.random.default_rng(0)
     image = cv2.resize(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), (160, 120))
-    box = (np.array([70.0, 60.0]), 80.0)
+    box = PersonBox(np.array([70.0, 60.0]), 80.0)
     plain = make_batch([(image, box, 200.0)], 32)
     assert not any(k.startswith("rois/") for k in plain)
     batch = make_batch([(image, box, 200.0), (image, box, 200.0)], 32, rois=5)
@@ -367,7 +367,7 @@ def test_predict(checkpoint, tmp_path):
     cv2.imwrite(str(tmp_path / "person.png"), image)
     out = tmp_path / "out"
     assert main([str(tmp_path / "person.png"), "--checkpoint", str(checkpoint), "--out",
-                 str(out), "--formats", "obj", "--no-side-view"]) == 0
+                 str(out), "--formats", "obj", "--no-side-view", "--detector", "none"]) == 0
     index = json.loads((out / "index.json").read_text())
     assert index["summary"]["persons"] == 1 and index["method"].endswith("MultiRoI")
     params = np.load(out / "person_p0.npz")

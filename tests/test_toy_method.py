@@ -44,7 +44,7 @@ def test_toy_method_trains_evaluates_and_predicts(tmp_path):
     cv2.imwrite(str(tmp_path / "person.png"), image)
     pred = tmp_path / "pred"
     assert predict([str(tmp_path / "person.png"), "--checkpoint", str(ckpt), "--out", str(pred),
-                    "--refiner", "identity", "--formats", "obj"]) == 0
+                    "--refiner", "identity", "--formats", "obj", "--detector", "none"]) == 0
     index = json.loads((pred / "index.json").read_text())
     assert index["method"] == "tests.fixtures.toy_method.ToyMethod" and index["crop_size"] == 32
     params = np.load(pred / "person_p0.npz")
