@@ -18,10 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hmrkit.models.weights import DEFAULT_MODEL
-
 DEMO_SEED = 1000
 """Scene seed of the demo (synth-v1 uses 1, the training data 0)."""
+
+
+def shipped_model_path() -> Path:
+    """Path of the shipped default model (:data:`hmrkit.models.weights.DEFAULT_MODEL`)."""
+    from hmrkit.models.weights import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
 
 
 def run_demo(out: str | Path = "demo_out", scenes: int = 6, seed: int = 0,
@@ -41,7 +46,7 @@ def run_demo(out: str | Path = "demo_out", scenes: int = 6, seed: int = 0,
     config = SceneConfig(seed=DEMO_SEED + seed, split="test")
     write_split(functools.partial(generate_record, config), scenes, out / "scenes",
                 shard_size=max(scenes, 1), progress=False, overwrite=True)
-    checkpoint = Path(checkpoint) if checkpoint else DEFAULT_MODEL
+    checkpoint = Path(checkpoint) if checkpoint else shipped_model_path()
     model = load_method(checkpoint)
     dataset = dataset_for(model, out / "scenes", extra_keys=("meta/index",))
     metrics = {checkpoint.stem: evaluate(model, dataset, progress=False),

@@ -471,8 +471,10 @@ def load_model(checkpoint: str | Path, device: str):
 
 
 def reads_rotated_boxes(model) -> bool:
-    """Whether ``model`` reads rotated boxes (``box_rotation`` among its input keys)."""
-    return "box_rotation" in model.input_keys()
+    """Whether ``model`` reads rotated boxes: MediaPipe-style crops (``crop_style ==
+    "blazepose"``) or ``box_rotation`` among its input keys."""
+    return (getattr(model, "crop_style", "box") == "blazepose"
+            or "box_rotation" in model.input_keys())
 
 
 def make_batch(people: list[tuple[np.ndarray, PersonBox, float | None]], res: int | None,

@@ -1,17 +1,17 @@
-"""Model files shipped inside hmrkit, and the default model of ``hmrkit predict`` and the demo.
+"""Files shipped with hmrkit's models: the default model and the mean pose.
 
-Light to import (no torch): ``hmrkit predict`` reads :data:`DEFAULT_MODEL` while parsing its
-arguments.
+:data:`DEFAULT_MODEL` is the model ``hmrkit predict`` and ``hmrkit demo`` use when no checkpoint
+is given (an export, :func:`hmrkit.models.checkpoints.export_method`); ``docs/baselines.md``
+gives the config and commands that trained it and its figures.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-WEIGHTS_DIR = Path(__file__).parent
-"""The folder of the shipped model files."""
+__all__ = ["DEFAULT_MODEL", "WEIGHTS_DIR"]
 
+WEIGHTS_DIR = Path(__file__).parent
+"""The folder of the shipped files."""
 DEFAULT_MODEL = WEIGHTS_DIR / "cliff-r18-96-synth.pt"
-"""The model ``hmrkit predict`` and ``hmrkit demo`` use without ``--checkpoint`` (an export,
-float16 weights; how it was trained: docs/baselines.md). Changing the default model is changing
-this one line."""
+"""The default model (``hmrkit predict``, ``hmrkit demo``)."""
