@@ -34,8 +34,8 @@ the command line or found in a folder, the file name, or for video frames ``"<vi
 name>:<frame index>"`` or the frame's stem; images that are absent or have ``[]`` are skipped as
 "no person"), or with ``--detector none`` from the whole image (one person, the square box
 centred on the image with side ``max(W, H)``; said on stderr). A method that reads rotated
-boxes (``box_rotation`` in its :meth:`~hmrkit.models.methods.base.Method.input_keys`) gets
-the detector's rotated square; others get the upright square around the 33 landmarks
+boxes (``box_rotation`` in its :meth:`~hmrkit.models.methods.base.Method.input_keys`, or a
+``crop_style`` of ``"blazepose"``) gets the detector's rotated square; others get the upright square around the 33 landmarks
 (:data:`LANDMARK_BOX_SCALE`), like the boxes they were trained on.
 
 Only light modules are imported at load time (the ``hmrkit`` parser imports this one); torch,
