@@ -20,8 +20,8 @@ import json
 
 import numpy as np
 import torch
-from blazepose_synth import match, scenes  # benchmarks/ is on sys.path
 
+from blazepose_synth import match, scenes  # benchmarks/ is on sys.path
 from hmrkit.blazepose import BlazePose
 
 

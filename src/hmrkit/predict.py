@@ -35,8 +35,9 @@ name>:<frame index>"`` or the frame's stem; images that are absent or have ``[]`
 "no person"), or with ``--detector none`` from the whole image (one person, the square box
 centred on the image with side ``max(W, H)``; said on stderr). A method that reads rotated
 boxes (``box_rotation`` in its :meth:`~hmrkit.models.methods.base.Method.input_keys`, or a
-``crop_style`` of ``"blazepose"``) gets the detector's rotated square; others get the upright square around the 33 landmarks
-(:data:`LANDMARK_BOX_SCALE`), like the boxes they were trained on.
+``crop_style`` of ``"blazepose"``) gets the detector's rotated square; others get the upright
+square around the 33 landmarks (:data:`LANDMARK_BOX_SCALE`), like the boxes they were trained
+on.
 
 Only light modules are imported at load time (the ``hmrkit`` parser imports this one); torch,
 the detector and the model code load when :func:`run` needs them.
