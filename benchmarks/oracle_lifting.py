@@ -91,19 +91,26 @@ def inputs(data: dict[str, torch.Tensor], info: bool) -> torch.Tensor:
     return x
 
 
-def build(kind: str, dim: int, iterations: int):
+def build(kind: str, dim: int, args):
     """An HMR method whose "image" is the input vector, with the head ``kind``."""
     from hmrkit.models.lifting import LiftingRegressor
     from hmrkit.models.methods import HMR
+    from hmrkit.models.methods.base import LossWeights
 
-    model = HMR(backbone="resnet18", image_size=CROP, regressor_hidden=512)
+    weights = LossWeights()
+    if kind == "lifting":
+        for item in filter(None, args.loss_weights.split(",")):
+            name, value = item.split("=")
+            setattr(weights, name, float(value))
+    model = HMR(backbone="resnet18", image_size=CROP, regressor_hidden=512, loss_weights=weights)
     model.pixel_mean, model.pixel_std = torch.zeros(1, 1), torch.ones(1, 1)
     if kind == "hmr-iterative":
         model.backbone = nn.Sequential(nn.Flatten(), nn.Linear(dim, 512), nn.ReLU(),
                                        nn.Linear(512, 512), nn.ReLU())
     else:
         model.backbone = nn.Flatten()
-        model.regressor = LiftingRegressor(dim, iterations=iterations)
+        model.regressor = LiftingRegressor(dim, iterations=args.iterations, width=args.width,
+                                           dropout=args.dropout)
     return model
 
 
@@ -114,7 +121,7 @@ RECIPES = {"hmr-iterative": dict(batch=64, schedule="constant", warmup=0),
 def train(kind: str, train_set, test_set, args) -> dict:
     torch.manual_seed(args.seed)
     dim = train_set["image"].shape[1]
-    model = build(kind, dim, args.iterations)
+    model = build(kind, dim, args)
     recipe = RECIPES[kind]
     steps = args.steps if kind == "lifting" else args.old_steps
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -165,6 +172,11 @@ def main() -> None:
                         help="steps of the iterative head")
     parser.add_argument("--heads", default="hmr-iterative,lifting")
     parser.add_argument("--iterations", type=int, default=1, help="lifting head iterations")
+    parser.add_argument("--width", type=int, default=1024, help="lifting head width")
+    parser.add_argument("--dropout", type=float, default=0.5, help="lifting head dropout")
+    parser.add_argument("--loss-weights", default="",
+                        help="lifting head loss weights, e.g. 'vertices=60,keypoints_2d=30' "
+                        "(LossWeights fields; default: HMR's)")
     parser.add_argument("--info", action="store_true", help="add CLIFF box information")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--eval-every", type=int, default=1000)
