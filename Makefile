@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri
 
-.PHONY: venv demo test test-fast lint bench clean-venv
+.PHONY: venv models demo test test-fast lint bench clean-venv
 
 venv: $(STAMP)
 
@@ -19,7 +19,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[dev]'
+	@# BlazePose GHUM models (Apache-2.0) from the pinned mediapipe wheel and @mediapipe/pose
+	@# npm tarball into ~/.cache/hmrkit/blazepose (or $$HMRKIT_BLAZEPOSE_DIR), converted once.
+	$(PY) -m hmrkit.blazepose fetch
 	touch $(STAMP)
+
+# re-check (and if needed re-fetch) the BlazePose models; fast when they are in place
+models: venv
+	$(PY) -m hmrkit.blazepose fetch
 
 demo: venv
 	$(VENV)/bin/hmrkit demo --out demo_out

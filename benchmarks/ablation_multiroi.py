@@ -34,12 +34,16 @@ ROWS: dict[str, tuple[str, list[str], int]] = {
     # name: (config, overrides, RoIs)
     "CLIFF": (CLIFF, [], 1),
     "Multi-RoI (full, 5 RoIs)": (MULTIROI, [], 5),
-    "w/o RAF": (MULTIROI, ["--model.init_args.fusion", "none"], 5),
-    "w/o L_cam": (MULTIROI, ["--model.init_args.camera_consistency", "0"], 5),
-    "w/o L_cont": (MULTIROI, ["--model.init_args.contrastive", "0"], 5),
-    "L_cam, t_z scale term": (MULTIROI, ["--model.init_args.camera_scale_term", "tz"], 5),
-    "L_cam, official code": (MULTIROI, ["--model.init_args.camera_variant", "code",
-                                        "--model.init_args.camera_pairs", "first"], 5),
+    "w/o RAF": (MULTIROI, ["--model.init_args.fusion", "hmrkit.models.fusion.NoFusion"], 5),
+    "w/o L_cam": (MULTIROI, ["--model.init_args.losses.init_args.camera_consistency", "0"], 5),
+    "w/o L_cont": (MULTIROI, ["--model.init_args.losses.init_args.contrastive", "0",
+                              "--model.init_args.projection", "null"], 5),
+    "L_cam, t_z scale term": (MULTIROI, ["--model.init_args.losses.init_args.camera_scale_term",
+                                         "tz"], 5),
+    "L_cam, official code": (MULTIROI, ["--model.init_args.losses.init_args.camera_variant",
+                                        "code",
+                                        "--model.init_args.losses.init_args.camera_pairs",
+                                        "first"], 5),
     **{f"{m} RoI{'s' if m > 1 else ''}": (MULTIROI, [], m) for m in range(1, 5)},
 }
 TABLE2 = ["CLIFF", "Multi-RoI (full, 5 RoIs)", "w/o RAF", "w/o L_cam", "w/o L_cont"]
@@ -70,10 +74,10 @@ def train_and_evaluate(name: str, args: argparse.Namespace) -> dict:
                 "--seed_everything", str(args.seed),
                 "--trainer.logger.init_args.save_dir", str(folder / "runs"),
                 "--trainer.logger.init_args.name", "row"]
-        if config == MULTIROI:
-            argv += ["--model.init_args.num_rois", str(rois), "--data.rois", str(rois)]
+        if config == MULTIROI:  # the data's RoI count is linked from the model
+            argv += ["--model.init_args.num_rois", str(rois)]
         if args.backbone_checkpoint:
-            argv += ["--model.init_args.backbone_checkpoint", args.backbone_checkpoint]
+            argv += ["--model.init_args.backbone.init_args.checkpoint", args.backbone_checkpoint]
         start = time.perf_counter()
         if main(argv) != 0:
             raise SystemExit(f"training row '{name}' failed")

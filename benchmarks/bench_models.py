@@ -19,9 +19,14 @@ import torch
 
 
 def _batch(res: int, n: int) -> dict[str, torch.Tensor]:
-    return {"image": torch.rand(n, 3, res, res), "box_center": torch.full((n, 2), 320.0),
-            "box_size": torch.full((n,), 300.0), "image_size": torch.tensor([[640.0, 480.0]] * n),
-            "focal": torch.full((n,), 800.0), "principal_point": torch.tensor([[320.0, 240.0]] * n)}
+    from hmrkit.geometry.cameras import Camera
+    from hmrkit.geometry.crops import crop_matrix
+
+    center, size = torch.full((n, 2), 320.0), torch.full((n,), 300.0)
+    camera = Camera(torch.tensor([[800.0, 800.0, 320.0, 240.0]] * n),
+                    torch.tensor([[640.0, 480.0]] * n))
+    return {"image": torch.rand(n, 3, res, res), "box_center": center, "box_size": size,
+            "crop_affine": crop_matrix(center, size, res), **camera.to_sample()}
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -35,6 +40,10 @@ def _median_seconds(fn, repeats: int) -> float:
 
 
 def main() -> None:
+    from functools import partial
+
+    from hmrkit.models.backbones import TimmBackbone
+    from hmrkit.models.heads import IterativeRegressor
     from hmrkit.models.methods import CLIFF, HMR
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -45,8 +54,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    models = {cls.__name__: cls(backbone=args.backbone, image_size=args.res,
-                                regressor_hidden=args.hidden) for cls in (HMR, CLIFF)}
+    parts = dict(backbone=partial(TimmBackbone, name=args.backbone), crop_size=args.res,
+                 head=partial(IterativeRegressor, hidden=args.hidden))
+    models = {cls.__name__: cls(**parts) for cls in (HMR, CLIFF)}
     print(f"{args.backbone} at {args.res} px, {torch.get_num_threads()} threads")
     print("| model | infer b1 img/s | infer b32 img/s | train b32 samples/s (in memory) |"
           + (" train samples/s (with loading) |" if args.data else ""))

@@ -21,19 +21,27 @@ import torch
 
 def _batch(res: int, rois: int) -> dict[str, torch.Tensor]:
     from hmrkit.data.rois import multi_roi_boxes
+    from hmrkit.geometry.crops import crop_matrix
 
     center, size = torch.tensor([[320.0, 240.0]]), torch.tensor([300.0])
     centers, sizes = multi_roi_boxes(center, size, m=rois)
     batch = {"image": torch.rand(1, 3, res, res), "box_center": center, "box_size": size,
-             "image_size": torch.tensor([[640.0, 480.0]]), "focal": torch.tensor([800.0]),
-             "principal_point": torch.tensor([[320.0, 240.0]]), "crop_affine": torch.zeros(1, 2, 3)}
+             "camera/intrinsics": torch.tensor([[800.0, 800.0, 320.0, 240.0]]),
+             "camera/image_size": torch.tensor([[640.0, 480.0]]),
+             "crop_affine": crop_matrix(center, size, res)}
     if rois > 1:
         batch.update({"rois/image": torch.rand(1, rois, 3, res, res), "rois/box_center": centers,
-                      "rois/box_size": sizes, "rois/crop_affine": torch.zeros(1, rois, 2, 3)})
+                      "rois/box_size": sizes,
+                      "rois/crop_affine": crop_matrix(centers[0], sizes[0], res)[None]})
     return batch
 
 
 def main() -> None:
+    from functools import partial
+
+    from hmrkit.models.backbones import TimmBackbone
+    from hmrkit.models.fusion import FUSIONS
+    from hmrkit.models.heads import CameraDecoder, IterativeRegressor
     from hmrkit.models.methods import CLIFF, MultiRoI
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,10 +58,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    common = dict(backbone=args.backbone, image_size=args.res, regressor_hidden=args.hidden)
+    common = dict(backbone=partial(TimmBackbone, name=args.backbone), crop_size=args.res,
+                  head=partial(IterativeRegressor, hidden=args.hidden))
     models = {"CLIFF": (CLIFF(**common), _batch(args.res, 1))}
+    camera_head = partial(CameraDecoder, hidden=args.hidden)
     for m in range(1, args.max_rois + 1):
-        models[f"Multi-RoI {m}"] = (MultiRoI(num_rois=m, fusion=args.fusion, **common),
+        models[f"Multi-RoI {m}"] = (MultiRoI(num_rois=m, fusion=FUSIONS[args.fusion],
+                                             camera_head=camera_head, **common),
                                     _batch(args.res, m))
     for name, (model, batch) in models.items():
         model.to(device).eval()

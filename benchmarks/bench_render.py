@@ -59,7 +59,7 @@ def to_camera(body: np.ndarray, yaw: float = 0.0) -> np.ndarray:
 
 def crop_camera(size: int) -> tuple[float, float, float, float]:
     f = 0.9 * size * 3.0 / 1.75  # the body fills about 90 % of the crop height
-    return (f, f, (size - 1) / 2, (size - 1) / 2)
+    return (f, f, size / 2, size / 2)
 
 
 STAT = {"median": np.median, "min": np.min}

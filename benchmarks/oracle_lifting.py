@@ -20,8 +20,8 @@ one run, on the same data, each with its own recipe:
   standardisation, width 1024, 2 residual blocks, batch norm, dropout 0.5), Adam 1e-3 with a
   200-step linear warm-up and a cosine decay, batch 256.
 
-Both are trained with the losses of :class:`hmrkit.models.methods.HMR` (2D keypoints in the
-crop, pelvis-centred 3D joints, rotation matrices, shape, camera-scale prior) and scored like
+Both are trained with HMR's losses (:class:`hmrkit.losses.sets.SPINLosses`: 2D keypoints in
+the crop, pelvis-centred 3D joints, rotation matrices, shape, camera-scale prior) and scored like
 ``hmrkit evaluate`` (lsp14 protocol: PA-MPJPE and MPJPE in mm).  People are cached under
 ``--cache`` (generated once: about 40 people/s).  One thread (``torch.set_num_threads(1)``).
 """
@@ -42,12 +42,40 @@ LABELS = ("keypoints2d/smpl24", "keypoints2d/coco17", "keypoints2d/lsp14", "join
 CROP = 96
 
 
+class KeypointInput(nn.Module):
+    """The iterative head's "backbone": a small MLP embedding of the input vector."""
+
+    def __init__(self, image_size: int, dim: int, width: int = 512):
+        super().__init__()
+        self.out_features = width
+        self.net = nn.Sequential(nn.Linear(dim, width), nn.ReLU(), nn.Linear(width, width),
+                                 nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class VectorInput(nn.Module):
+    """The lifting head's "backbone": the input vector as it is."""
+
+    def __init__(self, image_size: int, dim: int):
+        super().__init__()
+        self.out_features = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 def people(config, count: int, cache: Path) -> dict[str, torch.Tensor]:
     """The first ``count`` people of ``config``'s scenes as a batch (cached as .npz)."""
-    from hmrkit.data.synthetic.scene import SceneEngine, scene_key
+    import json
+    import zlib
+
+    from hmrkit.data.synthetic.scene import SceneEngine, config_record
     from hmrkit.geometry.crops import crop_matrix
 
-    path = cache / f"{scene_key(config, 0)}-{count}.npz"
+    crc = zlib.crc32(json.dumps(config_record(config), sort_keys=True).encode())
+    path = cache / f"{config.split}-s{config.seed}-{crc:08x}-{count}.npz"
     if path.exists():
         with np.load(path) as f:
             arrays = dict(f)
@@ -73,6 +101,11 @@ def people(config, count: int, cache: Path) -> dict[str, torch.Tensor]:
     data = {k: torch.as_tensor(v) for k, v in arrays.items()}
     data["crop_affine"] = crop_matrix(data["box_center"], data["box_size"], CROP).float()
     n = len(data["betas"])
+    size, focal = data.pop("image_size"), data.pop("focal")
+    K = torch.zeros(n, 3, 3)
+    K[:, 0, 0], K[:, 1, 1], K[:, 2, 2] = focal, focal, 1.0
+    K[:, :2, 2] = size / 2
+    data["camera/intrinsics"], data["camera/image_size"] = K, size
     for k in ("has_keypoints2d", "has_joints3d", "has_smpl"):
         data[k] = torch.ones(n)
     return data
@@ -80,38 +113,41 @@ def people(config, count: int, cache: Path) -> dict[str, torch.Tensor]:
 
 def inputs(data: dict[str, torch.Tensor], info: bool) -> torch.Tensor:
     """(N, 72 [+ 3]) crop-normalised 2D joints with the in-image flag [+ CLIFF box info]."""
-    from hmrkit.losses import crop_normalized_keypoints
+    from hmrkit.geometry.crops import CropBox
 
-    kp = crop_normalized_keypoints(data["keypoints2d/smpl24"], data["crop_affine"], CROP)
+    kp = CropBox.from_sample(data, CROP).normalize(data["keypoints2d/smpl24"])
     x = kp.reshape(len(kp), -1)
     if info:
-        f = data["focal"][:, None]
-        centre = data["box_center"] - data["image_size"] / 2
-        x = torch.cat([x, centre / f, data["box_size"][:, None] / f], 1)
+        K = data["camera/intrinsics"]
+        f = K[:, 0, 0, None]
+        x = torch.cat([x, (data["box_center"] - K[:, :2, 2]) / f,
+                       data["box_size"][:, None] / f], 1)
     return x
 
 
 def build(kind: str, dim: int, args):
     """An HMR method whose "image" is the input vector, with the head ``kind``."""
+    from functools import partial
+
+    from hmrkit.losses.sets import SPINLosses
+    from hmrkit.losses.weights import LossWeights
+    from hmrkit.models.heads import IterativeRegressor
     from hmrkit.models.lifting import LiftingRegressor
     from hmrkit.models.methods import HMR
-    from hmrkit.models.methods.base import LossWeights
 
     weights = LossWeights()
     if kind == "lifting":
         for item in filter(None, args.loss_weights.split(",")):
             name, value = item.split("=")
             setattr(weights, name, float(value))
-    model = HMR(backbone="resnet18", image_size=CROP, regressor_hidden=512, loss_weights=weights)
-    model.pixel_mean, model.pixel_std = torch.zeros(1, 1), torch.ones(1, 1)
-    if kind == "hmr-iterative":
-        model.backbone = nn.Sequential(nn.Flatten(), nn.Linear(dim, 512), nn.ReLU(),
-                                       nn.Linear(512, 512), nn.ReLU())
+        backbone = partial(VectorInput, dim=dim)
+        head = partial(LiftingRegressor, width=args.width, dropout=args.dropout,
+                       iterations=args.iterations)
     else:
-        model.backbone = nn.Flatten()
-        model.regressor = LiftingRegressor(dim, iterations=args.iterations, width=args.width,
-                                           dropout=args.dropout)
-    return model
+        backbone = partial(KeypointInput, dim=dim)
+        head = partial(IterativeRegressor, hidden=512)
+    return HMR(backbone=backbone, head=head, losses=partial(SPINLosses, weights=weights),
+               crop_size=CROP)
 
 
 RECIPES = {"hmr-iterative": dict(batch=64, schedule="constant", warmup=0),

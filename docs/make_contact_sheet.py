@@ -16,17 +16,16 @@ import torch
 from hmrkit.body import load_body_model
 from hmrkit.body.keypoints import get_keypoint_set
 from hmrkit.data.dataset import SyntheticDataset
+from hmrkit.geometry.cameras import Camera
 from hmrkit.render.draw import contact_sheet, draw_keypoints, overlay, shade, write_image
 
 
 def crop_intrinsics(sample) -> np.ndarray:
-    """Intrinsics of the crop: the crop affine applied after the full-image camera.
-
-    The rasterizer puts pixel centres at integers, hmrkit's geometry at i + 0.5."""
-    f, (cx, cy) = float(sample["focal"]), sample["principal_point"].numpy()
-    K = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1.0]])
-    A = np.vstack([sample["crop_affine"].numpy(), [0, 0, 1]])
-    return np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]]) @ A @ K
+    """Intrinsics of the crop: the crop affine applied after the full-image camera."""
+    batch = {k: v[None] for k, v in sample.items()}
+    K = Camera.from_sample(batch).K[0].double().numpy()
+    A = np.vstack([sample["crop_affine"].double().numpy(), [0, 0, 1]])
+    return A @ K
 
 
 def iuv_colors(iuv: np.ndarray) -> np.ndarray:

@@ -15,15 +15,12 @@ from hmrkit.data.augment import (
     MIRROR,
     AugmentConfig,
     AugmentParams,
-    apply_color,
-    apply_occluders,
     augment_box,
     augmentation_rng,
     occluder_layer,
     sample_augmentation,
     transform_labels,
     view_change,
-    warp_layer,
 )
 from hmrkit.geometry.crops import crop_matrix
 from hmrkit.geometry.rotations import rot_z
@@ -201,26 +198,3 @@ def test_flipped_pose_and_transl_reproduce_the_mirrored_body(rotation, flip):
     np.testing.assert_allclose(lin[2], [0, 0, 1])  # depth unchanged
     if flip and rotation == 0.0:
         np.testing.assert_allclose(lin, MIRROR)
-
-
-def test_color_and_occluders():
-    img = np.full((8, 8, 3), 0.5, np.float32)
-    out = apply_color(img, AugmentParams(color_gain=(0.5, 1.0, 3.0)))
-    np.testing.assert_allclose(out[0, 0], [0.25, 0.5, 1.0])
-    assert apply_color(img, AugmentParams()) is img
-    cfg = AugmentConfig(occlusion_prob=1.0, occlusion_count=(2, 2), occlusion_textured=0.5)
-    params = sample_augmentation(np.random.default_rng(4), cfg)
-    layer = occluder_layer(params, 64)
-    assert layer.shape == (64, 64, 4) and layer.dtype == np.float32
-    covered = np.zeros((64, 64), bool)
-    for o in params.occluders:
-        covered[round(o.y0 * 64) : round(o.y1 * 64), round(o.x0 * 64) : round(o.x1 * 64)] = True
-    np.testing.assert_array_equal(layer[..., 3] > 0, covered)
-    img = np.zeros((64, 64, 3), np.float32)
-    blended = apply_occluders(img, layer)
-    np.testing.assert_allclose(blended[covered], layer[..., :3][covered])
-    assert np.all(blended[~covered] == 0)
-    assert occluder_layer(AugmentParams(), 64) is None and apply_occluders(img, None) is img
-    # moving the layer by a crop -> crop map: a 2x zoom about the origin doubles the rectangle
-    moved = warp_layer(layer, np.array([[2.0, 0, 0], [0, 2.0, 0]]), 128)
-    assert abs((moved[..., 3] > 0).sum() - 4 * covered.sum()) <= 4 * 2 * 128

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from hmrkit.cli import main
+from hmrkit.losses.sets import gt_rotmat
+from hmrkit.models.methods.base import Optim
 from hmrkit.models.methods.cliff import CLIFF
 from hmrkit.models.methods.hmr import HMR
 
@@ -23,7 +25,7 @@ def batch(tmp_path_factory):
 @pytest.mark.parametrize("method", [HMR, CLIFF])
 def test_forward_losses_and_overfitting(method, batch):
     torch.manual_seed(0)
-    model = method(backbone="resnet18", image_size=64, lr=1e-3)
+    model = method(crop_size=64, optim=Optim(lr=1e-3))
     est = model(batch)
     B = batch["image"].shape[0]
     assert est.rotmat.shape == (B, 24, 3, 3) and est.vertices.shape == (B, 1229, 3)
@@ -47,20 +49,23 @@ def test_cliff_full_image_loss_is_zero_at_ground_truth(batch):
     from hmrkit.geometry.cameras import full_to_crop_camera
     from hmrkit.models.methods.base import BodyEstimate
 
-    model = CLIFF(backbone="resnet18", image_size=64)
-    rotmat = model.gt_rotmat(batch)
+    model = CLIFF(crop_size=64)
+    rotmat = gt_rotmat(batch)
     out = model.body(rotmat[:, 0], rotmat[:, 1:], batch["betas"])
     # The body model's joints + transl are the camera-frame joints of the label.
     cam = full_to_crop_camera(batch["transl"] + out.joints[:, 0], batch["box_center"],
-                              batch["box_size"], batch["image_size"], batch["focal"])
-    est = BodyEstimate(rotmat, batch["betas"], cam, batch["transl"], out.vertices, out.joints)
-    model.keypoint_sets = ("smpl24",)
-    assert model.keypoint_2d_losses(est, batch).item() < 1e-8
+                              batch["box_size"], batch["camera/image_size"],
+                              batch["camera/intrinsics"][:, 0])
+    est = BodyEstimate(rotmat=rotmat, betas=batch["betas"], cam_crop=cam, transl=batch["transl"],
+                       vertices=out.vertices, joints=out.joints)
+    model.losses.keypoint_sets = ("smpl24",)
+    assert model.losses.keypoints_2d(est, batch, model.loss_context).item() < 1e-8
 
 
 def test_root_translation_error_is_the_camera_frame_root_distance():
+    from hmrkit.body.estimate import BodyEstimate
     from hmrkit.body.model import BodyOutput
-    from hmrkit.models.methods.base import BodyEstimate, root_translation_error
+    from hmrkit.metrics.scoring import root_translation_error
 
     torch.manual_seed(0)
     joints, transl = torch.randn(3, 24, 3), torch.randn(3, 3)

@@ -307,3 +307,63 @@ def test_shape_errors_are_clear():
     with pytest.raises(ValueError, match=r"expected \(\.\.\., 2\) = \(W, H\)"):
         default_focal(torch.ones(3))
     assert math.isclose(float(default_focal(torch.tensor([6.0, 8.0]))), 10.0)
+
+
+# --------------------------------------------------------------------------- the Camera type
+
+
+def test_camera_from_and_to_sample_and_defaults():
+    from hmrkit.geometry.cameras import Camera
+
+    wh = torch.tensor([[640.0, 480.0], [720.0, 1280.0]], dtype=F64)
+    cam = Camera.default(wh)
+    torch.testing.assert_close(cam.focal, torch.tensor([800.0, math.hypot(720, 1280)], dtype=F64))
+    torch.testing.assert_close(cam.principal_point, wh / 2)
+    assert len(cam) == 2 and cam.cam_to_world is None
+    again = Camera.from_sample(cam.to_sample())
+    torch.testing.assert_close(again.intrinsics, cam.intrinsics)
+    torch.testing.assert_close(again.image_size, cam.image_size)
+    torch.testing.assert_close(cam.K, intrinsics_matrix(cam.focal, wh / 2))
+    given = Camera.default(wh, 500.0)
+    torch.testing.assert_close(given.focal_xy, torch.full((2, 2), 500.0, dtype=F64))
+    moved = cam.with_focal(torch.tensor([100.0, 200.0], dtype=F64))
+    torch.testing.assert_close(moved.focal, torch.tensor([100.0, 200.0], dtype=F64))
+    torch.testing.assert_close(moved.principal_point, cam.principal_point)
+    rep = cam.repeat_interleave(3)
+    assert len(rep) == 6 and torch.equal(rep.intrinsics[3], cam.intrinsics[1])
+    assert len(cam[1]) == 1 and torch.equal(cam[1].intrinsics[0], cam.intrinsics[1])
+
+
+def test_camera_projection_uses_fx_fy_and_principal_point():
+    from hmrkit.geometry.cameras import Camera
+
+    cam = Camera(torch.tensor([[100.0, 120.0, 30.5, 20.25]], dtype=F64),
+                 torch.tensor([[64.0, 48.0]], dtype=F64))
+    points = torch.tensor([[[0.1, -0.2, 2.0], [0.0, 0.0, 4.0]]], dtype=F64)
+    want = torch.tensor([[[100 * 0.05 + 30.5, 120 * -0.1 + 20.25], [30.5, 20.25]]], dtype=F64)
+    torch.testing.assert_close(cam.project(points), want)
+    shift = torch.tensor([[0.0, 0.0, 2.0]], dtype=F64)
+    torch.testing.assert_close(cam.project(points, transl=shift),
+                               project_perspective(points, cam.focal_xy, cam.principal_point,
+                                                   transl=shift))
+
+
+def test_camera_shape_errors_are_clear():
+    from hmrkit.geometry.cameras import Camera
+
+    with pytest.raises(ValueError, match="intrinsics has shape"):
+        Camera(torch.zeros(2, 3), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="image_size has shape"):
+        Camera(torch.zeros(2, 4), torch.zeros(3, 2))
+
+
+def test_35mm_rule_golden_and_round_trip():
+    from hmrkit.geometry.cameras import Camera, focal_35mm, focal_from_35mm
+
+    assert focal_from_35mm(36.0, (640, 480)) == pytest.approx(640.0)
+    assert focal_from_35mm(18.0, (480, 720)) == pytest.approx(360.0)
+    wh = torch.tensor([[640.0, 480.0], [480.0, 720.0]], dtype=F64)
+    f = focal_from_35mm(torch.tensor([50.0, 24.0], dtype=F64), wh)
+    torch.testing.assert_close(focal_35mm(f, wh), torch.tensor([50.0, 24.0], dtype=F64))
+    torch.testing.assert_close(Camera.default(wh, f).focal_35mm(),
+                               torch.tensor([50.0, 24.0], dtype=F64))

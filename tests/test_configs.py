@@ -22,3 +22,15 @@ def test_config_parses(config, capsys):
     assert exit_.value.code in (0, None), capsys.readouterr().err
     printed = capsys.readouterr().out
     assert "class_path: hmrkit." in printed and "max_steps:" in printed
+
+
+def test_a_registered_method_is_found_by_its_class_name(tmp_path, capsys):
+    """``class_path`` takes the class path configs are written with, or the class name of a
+    method of the registry (hmrkit.models.registry.import_methods)."""
+    text = (CONFIGS[0].parent / "tiny-cpu.yaml").read_text()
+    short = tmp_path / "short.yaml"
+    short.write_text(text.replace("class_path: hmrkit.models.methods.HMR", "class_path: CLIFF"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--config", str(short), "--print_config"])
+    assert exit_.value.code in (0, None)
+    assert "class_path: hmrkit.models.methods.CLIFF" in capsys.readouterr().out

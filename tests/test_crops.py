@@ -159,6 +159,7 @@ def test_affine_to_cv2_against_warp_affine():
     for flip in (False, True):
         A = crop_matrix(center, size, 32, flip=torch.tensor([flip]))
         crop = cv2.warpAffine(img, affine_to_cv2(A)[0].numpy(), (32, 32), flags=cv2.INTER_NEAREST)
+        np.testing.assert_array_equal(affine_to_cv2(A.numpy()), affine_to_cv2(A).numpy())
         y, x = np.argwhere(crop > 0.5)[0]
         expected = transform_points(torch.tensor([[[37.5, 21.5]]], dtype=F64), A)[0, 0]
         assert (x + 0.5, y + 0.5) == tuple(expected.tolist())
@@ -202,3 +203,81 @@ def test_shape_errors_are_clear():
         match=r"affine has shape \(3, 2, 3\), expected \(B, 2, 3\) matching points \(2, 5, 2\)",
     ):
         transform_points(torch.zeros(2, 5, 2), torch.zeros(3, 2, 3))
+
+
+# --------------------------------------------------------------------------- the CropBox type
+
+
+def _camera(pp=(331.5, 242.25)):
+    from hmrkit.geometry.cameras import Camera
+
+    return Camera(torch.tensor([[900.0, 900.0, *pp]], dtype=F64).expand(3, 4),
+                  torch.tensor([[640.0, 480.0]], dtype=F64).expand(3, 2))
+
+
+def _boxes(rotation=None):
+    from hmrkit.geometry.crops import CropBox
+
+    center = torch.tensor([[300.0, 200.0], [150.0, 330.0], [500.0, 260.0]], dtype=F64)
+    size = torch.tensor([220.0, 140.0, 310.0], dtype=F64)
+    rot = None if rotation is None else torch.tensor(rotation, dtype=F64)
+    return CropBox(center, size, 64, rot)
+
+
+def test_cropbox_matrix_points_and_normalized():
+    box = _boxes([0.3, -1.0, 2.5])
+    torch.testing.assert_close(box.matrix, crop_matrix(box.center, box.size, 64, box.rotation))
+    g = torch.Generator().manual_seed(0)
+    pts = torch.rand(3, 7, 3, generator=g, dtype=F64) * 400
+    crop = box.to_crop(pts)
+    torch.testing.assert_close(crop[..., 2], pts[..., 2])  # a third column is kept
+    torch.testing.assert_close(box.to_full(crop), pts)
+    torch.testing.assert_close(box.normalize(pts)[..., :2],
+                               pixels_to_normalized(crop[..., :2], 64))
+    rois = box[None].flatten()
+    assert rois.shape == (3,) and box[1].shape == ()
+
+
+@pytest.mark.parametrize("rotation", [None, [0.4, -0.7, 3.0]])
+def test_cropbox_camera_is_exact_at_root_depth(rotation):
+    """Through the crop camera of a (rotated) box, body points at the depth of the body origin
+    land where the full-image camera (principal point off the centre) projects them; rotated
+    boxes see the body in the camera frame rolled by rot_z(theta)."""
+    from hmrkit.geometry.rotations import rot_z
+
+    box, camera = _boxes(rotation), _camera()
+    transl = torch.tensor([[0.2, -0.1, 5.0], [-0.6, 0.5, 7.0], [0.9, 0.2, 4.0]], dtype=F64)
+    roll = box.roll_matrix()
+    if rotation is not None:
+        torch.testing.assert_close(roll, rot_z(box.rotation))
+    g = torch.Generator().manual_seed(1)
+    body = torch.rand(3, 9, 3, generator=g, dtype=F64) - 0.5
+    body[..., 2] = 0.0  # at the origin's depth in the rolled frame
+    rolled_transl = (roll @ transl[:, :, None])[..., 0]
+    cam = box.to_crop_camera(rolled_transl, camera)
+    torch.testing.assert_close(box.to_full_translation(cam, camera), rolled_transl)
+    seen = (body + rolled_transl[:, None]) @ roll  # back to the camera frame: R^T X'
+    weak = cam[:, None, :1] * (body[..., :2] + cam[:, None, 1:])
+    torch.testing.assert_close(box.normalize(camera.project(seen)), weak)
+
+
+def test_cropbox_from_sample_and_rois():
+    from hmrkit.data.rois import multi_roi_boxes
+    from hmrkit.geometry.crops import CropBox
+
+    center, size = torch.tensor([[100.0, 80.0]]), torch.tensor([90.0])
+    centers, sizes = multi_roi_boxes(center, size, m=3)
+    batch = {"box_center": center, "box_size": size,
+             "crop_affine": crop_matrix(center, size, 32), "rois/box_center": centers,
+             "rois/box_size": sizes,
+             "rois/crop_affine": crop_matrix(centers[0], sizes[0], 32)[None]}
+    box = CropBox.from_sample(batch, 32)
+    assert box.shape == (1,) and box.rotation is None
+    rois = CropBox.rois_from_sample(batch, 32, 2)
+    assert rois.shape == (1, 2)
+    torch.testing.assert_close(rois.matrix, batch["rois/crop_affine"][:, :2])
+    single = CropBox.rois_from_sample({k: v for k, v in batch.items()
+                                       if not k.startswith("rois/")}, 32, 1)
+    assert single.shape == (1, 1)
+    with pytest.raises(ValueError, match="3 RoIs"):
+        CropBox.rois_from_sample(batch, 32, 4)

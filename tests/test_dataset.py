@@ -15,9 +15,9 @@ from torch.utils.data import DataLoader
 
 from hmrkit.body.keypoints import COCO17_NAMES
 from hmrkit.data.augment import AugmentConfig
-from hmrkit.data.dataset import META_KEYS, ROI_KEYS, SyntheticDataset
+from hmrkit.data.dataset import META_KEYS, SyntheticDataset
 from hmrkit.data.rois import multi_roi_boxes
-from hmrkit.data.sample import SAMPLE_KEYS, check_sample
+from hmrkit.data.sample import ROI_KEYS, ROTATED_BOX_KEYS, SAMPLE_KEYS, check_sample
 from hmrkit.data.shards import decode_npz, shard_name, write_split
 from hmrkit.geometry.crops import crop_matrix
 from tests.test_shards import encode_scene, make_fake_scene, project
@@ -127,7 +127,7 @@ def test_flip_keeps_left_and_right(root):
         assert (s["mask"] != p["mask"].flip(-1)).sum() <= 2 * 128  # nearest-neighbour ties
         assert s["has_iuv"] == 0 and p["has_iuv"] == 1 and not s["iuv"].any()
         assert s["box_center"][0] == pytest.approx(W - p["box_center"][0].item(), abs=1e-3)
-        assert s["principal_point"][0] == pytest.approx(W - p["principal_point"][0].item())
+        assert s["camera/intrinsics"][2] == pytest.approx(W - p["camera/intrinsics"][2].item())
         torch.testing.assert_close(s["keypoints2d/coco17"][LW, 1], p["keypoints2d/coco17"][RW, 1])
         torch.testing.assert_close(s["joints3d"][:, 2].sort()[0], p["joints3d"][:, 2].sort()[0])
     assert checked == 2 * 6
@@ -150,9 +150,9 @@ def test_full_augmentation_stays_consistent(root):
             left, right = ("right_wrist", "left_wrist") if params.flip else ("left_wrist", "right_wrist")
             checked += check_markers(s, s["crop_affine"], s["image"], 128, left, right)
             # 2D labels are the projection of the 3D labels in the augmented view
-            focal = s["focal"].item()
+            focal, pp = s["camera/intrinsics"][0].item(), s["camera/intrinsics"][2:]
             np.testing.assert_allclose(
-                project(s["joints3d"].double().numpy(), focal, s["principal_point"].double().numpy()),
+                project(s["joints3d"].double().numpy(), focal, pp.double().numpy()),
                 s["keypoints2d/smpl24"][:, :2].double().numpy(), atol=1e-2,
             )
             # source image -> crop equals the geometry module's rotated / flipped crop matrix
@@ -223,12 +223,12 @@ def test_dense_maps_and_flags(root):
 def test_sample_schema_and_collate(root):
     ds = SyntheticDataset(root, "train", crop_size=32)
     s = ds[1]
-    assert set(s) == (set(SAMPLE_KEYS) - set(ROI_KEYS)) | set(META_KEYS)
+    assert set(s) == (set(SAMPLE_KEYS) - set(ROI_KEYS) - set(ROTATED_BOX_KEYS)) | set(META_KEYS)
     check_sample(s)
     assert s["image"].shape == (3, 32, 32) and s["image"].dtype == torch.float32
     assert 0 <= s["image"].min() and s["image"].max() <= 1
     assert s["body_pose"].shape == (23, 3, 3) and s["betas"].shape == (10,)
-    assert s["focal"].shape == () and s["box_size"].shape == ()
+    assert s["camera/intrinsics"].shape == (4,) and s["box_size"].shape == ()
     batch = next(iter(DataLoader(ds, batch_size=3)))
     assert batch["image"].shape == (3, 3, 32, 32) and batch["keypoints2d/coco17"].shape == (3, 17, 3)
     roi = SyntheticDataset(root, "train", crop_size=32, rois=2)

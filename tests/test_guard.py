@@ -26,7 +26,7 @@ def test_lr_1e6_stops_with_one_line_and_saves_no_diverged_weights(tiny_split, tm
     """Issue 15's reproduction: 26 skipped losses, then a 112-line traceback, and every
     checkpoint after step 3 held weights of 6.7e26."""
     runs = tmp_path / "runs"
-    assert tiny_train(tiny_split, runs, "--model.init_args.lr", "1e6",
+    assert tiny_train(tiny_split, runs, "--model.init_args.optim.lr", "1e6",
                       "--trainer.max_steps", "12") == 1
     (line,) = _errors(capfd.readouterr().err)
     assert line.startswith("hmrkit train: training stopped at step 1: the weights diverged")
@@ -79,7 +79,7 @@ def test_nonfinite_steps_are_skipped_and_not_counted(tiny_split, tmp_path, monke
     monkeypatch.setattr(HMR, "compute_losses", flaky)
     runs = tmp_path / "runs"
     assert tiny_train(tiny_split, runs, "--trainer.max_steps", "6",
-                      "--model.init_args.warmup_steps", "10") == 0
+                      "--model.init_args.optim.warmup_steps", "10") == 0
     last = _load(runs / "tiny-cpu" / "version_0" / "checkpoints" / "last.ckpt")
     assert last["global_step"] == 6 and len(calls) == 9
     (schedule,) = last["lr_schedulers"]  # the warm-up advanced on applied steps only

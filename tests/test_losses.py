@@ -10,8 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hmrkit.geometry.cameras import default_focal, full_to_crop_camera, project_perspective
+from hmrkit.geometry.cameras import (
+    Camera,
+    default_focal,
+    full_to_crop_camera,
+    project_perspective,
+)
 from hmrkit.geometry.crops import (
+    CropBox,
     box_from_keypoints,
     crop_matrix,
     full_to_crop_points,
@@ -26,7 +32,6 @@ from hmrkit.losses import (
     camera_consistency_loss,
     camera_scale_prior,
     contrastive_loss,
-    crop_normalized_keypoints,
     endpoint_error_loss,
     full2_loss,
     full_image_keypoint_loss,
@@ -96,6 +101,16 @@ def full_image_scene(batch=B, k=14, seed=0, dtype=F64):
     return dict(
         wh=wh, focal=focal, pp=pp, joints=joints, transl=transl, gt=gt, center=center, size=size
     )
+
+
+def scene_camera(s) -> Camera:
+    """The full-image camera of a :func:`full_image_scene`."""
+    return Camera(torch.cat([s["focal"][:, None], s["focal"][:, None], s["pp"]], 1), s["wh"])
+
+
+def scene_box(s, res=256, affine=None) -> CropBox:
+    """The person boxes of a :func:`full_image_scene` (optionally with another crop affine)."""
+    return CropBox(s["center"], s["size"], res, affine=affine)
 
 
 def multiroi_scene(batch=B, m=5, seed=0, dtype=F64):
@@ -244,7 +259,7 @@ def case_full_image(dtype):
     s = full_image_scene(dtype=dtype)
 
     def fn(p, lab, has):
-        return full_image_keypoint_loss(p, s["focal"], s["pp"], lab[0], s["center"], s["size"], has)
+        return full_image_keypoint_loss(p, lab[0], scene_camera(s), scene_box(s), has)
 
     return Case(fn, s["joints"] + s["transl"][:, None], (s["gt"],), _noise(0.02))
 
@@ -262,7 +277,7 @@ def case_full_image_affine(dtype):
 
     def fn(p, lab, has):
         return full_image_keypoint_loss(
-            p, s["focal"], s["pp"], lab[0], has=has, transl=s["transl"], crop_affine=affine, res=224
+            p, lab[0], scene_camera(s), scene_box(s, 224, affine), has, transl=s["transl"]
         )
 
     return Case(fn, s["joints"].clone(), (s["gt"],), _noise(0.02))
@@ -567,7 +582,7 @@ def test_full_image_keypoint_loss_against_loop():
         + s["transl"][:, None]
         + 0.03 * torch.randn(B, 14, 3, generator=gen(15), dtype=F64)
     )
-    got = full_image_keypoint_loss(pred, s["focal"], s["pp"], s["gt"], s["center"], s["size"], HAS)
+    got = full_image_keypoint_loss(pred, s["gt"], scene_camera(s), scene_box(s), HAS)
     total = 0.0
     for b in range(B):
         f, half = float(s["focal"][b]), float(s["size"][b]) / 2
@@ -586,24 +601,17 @@ def test_cliff_projection_of_ground_truth_reproduces_keypoints():
     with the box normalisation and with the crop transform (rotation + flip)."""
     s = full_image_scene(seed=16)
     cam_joints = s["joints"] + s["transl"][:, None]
-    assert (
-        float(
-            full_image_keypoint_loss(
-                cam_joints, s["focal"], s["pp"], s["gt"], s["center"], s["size"]
-            )
-        )
-        == 0.0
-    )
+    camera = scene_camera(s)
+    assert float(full_image_keypoint_loss(cam_joints, s["gt"], camera, scene_box(s))) == 0.0
     affine = crop_matrix(s["center"], s["size"], 256, rotation=torch.full((B,), 0.3, dtype=F64))
-    loss = full_image_keypoint_loss(
-        s["joints"], s["focal"], s["pp"], s["gt"], transl=s["transl"], crop_affine=affine, res=256
-    )
+    loss = full_image_keypoint_loss(s["joints"], s["gt"], camera, scene_box(s, 256, affine),
+                                    transl=s["transl"])
     assert float(loss) == 0.0
-    # without rotation/flip the crop transform and the box normalisation agree
+    # without rotation/flip the given crop transform and the box's own agree
     pred = cam_joints * 1.01
     plain = crop_matrix(s["center"], s["size"], 256)
-    a = full_image_keypoint_loss(pred, s["focal"], s["pp"], s["gt"], crop_affine=plain, res=256)
-    b = full_image_keypoint_loss(pred, s["focal"], s["pp"], s["gt"], s["center"], s["size"])
+    a = full_image_keypoint_loss(pred, s["gt"], camera, scene_box(s, 256, plain))
+    b = full_image_keypoint_loss(pred, s["gt"], camera, scene_box(s))
     torch.testing.assert_close(a, b)
     assert float(b) > 0
 
@@ -928,10 +936,10 @@ def test_pseudo_focal_loss_value():
     assert math.isclose(float(pseudo_focal_loss(f, wh)), 1e-6 * (0 + 1000.0**2) / 2, rel_tol=1e-12)
 
 
-def test_crop_normalized_keypoints_matches_geometry():
+def test_cropbox_normalized_keypoints_match_geometry():
     s = full_image_scene(seed=28)
     affine = crop_matrix(s["center"], s["size"], 224, rotation=torch.full((B,), -0.2, dtype=F64))
-    got = crop_normalized_keypoints(s["gt"], affine, 224)
+    got = CropBox(s["center"], s["size"], 224, affine=affine).normalize(s["gt"])
     ref = pixels_to_normalized(
         full_to_crop_points(
             s["gt"][..., :2],
@@ -966,11 +974,11 @@ def test_shape_errors_are_readable():
 
 
 def test_weights_and_weighted_sum():
-    assert SPIN_WEIGHTS["keypoints_2d"] == 300 and SPIN_WEIGHTS["shape"] == 0.06
-    assert SPIN_WEIGHTS["camera"] == 60 and SPIN_WEIGHTS["pose"] == 60
+    assert SPIN_WEIGHTS["keypoints_2d"] == 300 and SPIN_WEIGHTS["betas"] == 0.06
+    assert SPIN_WEIGHTS["cam_prior"] == 60 and SPIN_WEIGHTS["pose"] == 60
     assert MULTIROI_WEIGHTS["camera_consistency"] == 60 and MULTIROI_WEIGHTS["contrastive"] == 6
     assert WHMR_WEIGHTS["vertices"] == 15 and IUV_WEIGHTS == {"index": 2.0, "part": 0.3, "uv": 0.5}
-    total = weighted_sum({"pose": torch.tensor(2.0), "shape": torch.tensor(10.0)}, SPIN_WEIGHTS)
+    total = weighted_sum({"pose": torch.tensor(2.0), "betas": torch.tensor(10.0)}, SPIN_WEIGHTS)
     assert math.isclose(float(total), 120.6, rel_tol=1e-6)
     with pytest.raises(KeyError, match="posee"):
         weighted_sum({"posee": torch.tensor(1.0)}, SPIN_WEIGHTS)

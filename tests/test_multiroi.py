@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 
 import cv2
 import numpy as np
@@ -17,18 +18,32 @@ import torch
 
 from hmrkit.cli import main as cli_main
 from hmrkit.data.rois import multi_roi_boxes
-from hmrkit.geometry.cameras import full_to_crop_camera
+from hmrkit.geometry.cameras import Camera, full_to_crop_camera
+from hmrkit.geometry.crops import CropBox
+from hmrkit.losses import ProjectionHead
+from hmrkit.losses.sets import MultiRoILosses, gt_rotmat
 from hmrkit.models.fusion import (
     FUSIONS,
     RoIAwareFusion,
-    build_fusion,
     positional_encoding,
     positional_encoding_dim,
 )
-from hmrkit.models.methods import METHODS
+from hmrkit.models.heads import CameraDecoder, IterativeRegressor
+from hmrkit.models.methods.base import Optim
 from hmrkit.models.methods.multiroi import MultiRoI
+from hmrkit.models.registry import method_class
 
-TINY = dict(backbone="resnet18", image_size=32, regressor_hidden=32, fusion_hidden=32)
+TINY = dict(crop_size=32, head=partial(IterativeRegressor, hidden=32),
+            camera_head=partial(CameraDecoder, hidden=32))
+
+
+def fusion_part(name: str, width: int = 32):
+    """The fusion variant called ``name`` (:data:`FUSIONS`) with a small width."""
+    if name == "raf-code":
+        return partial(FUSIONS[name], hidden=width)
+    if name == "attention":
+        return partial(FUSIONS[name], attention_dim=width)
+    return FUSIONS[name]
 
 
 @pytest.fixture(autouse=True)
@@ -67,8 +82,9 @@ def _boxes(B: int = 3, M: int = 5, seed: int = 0):
     center = wh * (0.3 + 0.4 * torch.rand(B, 2, generator=g, dtype=torch.float64))
     size = 120 + 200 * torch.rand(B, generator=g, dtype=torch.float64)
     centers, sizes = multi_roi_boxes(center, size, m=M)
-    return {"rois/box_center": centers, "rois/box_size": sizes, "image_size": wh,
-            "focal": wh.norm(dim=1), "rois/image": torch.zeros(B, M, 3, 1, 1),
+    return {"rois/box_center": centers, "rois/box_size": sizes, "camera/image_size": wh,
+            "camera/intrinsics": torch.cat([wh.norm(dim=1, keepdim=True).expand(B, 2), wh / 2], 1),
+            "rois/image": torch.zeros(B, M, 3, 1, 1),
             "rois/crop_affine": torch.zeros(B, M, 2, 3, dtype=torch.float64)}
 
 
@@ -76,7 +92,8 @@ def _local_cameras(b: dict, transl: torch.Tensor) -> torch.Tensor:
     """The crop camera of every RoI that sees the body at the full translation ``transl``."""
     B, M = b["rois/box_size"].shape
     cams = [full_to_crop_camera(transl, b["rois/box_center"][:, m], b["rois/box_size"][:, m],
-                                b["image_size"], b["focal"]) for m in range(M)]
+                                b["camera/image_size"], b["camera/intrinsics"][:, 0])
+            for m in range(M)]
     return torch.stack(cams, dim=1)
 
 
@@ -93,11 +110,12 @@ def test_camera_consistency_zero_for_one_full_camera(model, variant, pairs, scal
     transl = torch.tensor([[0.3, -0.2, 6.0], [-1.0, 0.4, 9.0], [0.1, 0.1, 4.0]],
                           dtype=torch.float64)
     cams = _local_cameras(b, transl)
-    model.camera_variant, model.camera_pairs, model.camera_scale_term = variant, pairs, scale_term
+    losses = model.losses
+    losses.camera_variant, losses.camera_pairs, losses.camera_scale_term = variant, pairs, scale_term
     try:
         def term(c):
-            est = BodyEstimate(None, None, c[:, 0], None, None, None, {"cams": c})
-            return float(model.camera_consistency_term(est, b))
+            est = BodyEstimate(cam_crop=c[:, 0], extras={"cams": c})
+            return float(model.losses.camera_consistency_term(est, b, model.loss_context))
 
         assert term(cams) < 1e-8
         for m, j in [(1, 0), (2, 1), (4, 2)]:  # one RoI's scale or offset off
@@ -105,7 +123,7 @@ def test_camera_consistency_zero_for_one_full_camera(model, variant, pairs, scal
             moved[:, m, j] += 0.05
             assert term(moved) > 1e-6, (m, j)
     finally:
-        model.camera_variant, model.camera_pairs, model.camera_scale_term = "paper", "all", "bs"
+        losses.camera_variant, losses.camera_pairs, losses.camera_scale_term = "paper", "all", "bs"
 
 
 def test_local_full_local_round_trip(model):
@@ -116,14 +134,16 @@ def test_local_full_local_round_trip(model):
     cams = torch.stack([0.5 + torch.rand(3, 5, generator=g, dtype=torch.float64),
                         torch.randn(3, 5, generator=g, dtype=torch.float64) * 0.2,
                         torch.randn(3, 5, generator=g, dtype=torch.float64) * 0.2], dim=-1)
-    full = model.roi_full_cameras(cams, b["rois/box_center"], b["rois/box_size"], b)
+    rois, camera = CropBox.rois_from_sample(b, 32, 5), Camera.from_sample(b)
+    full = rois.to_full_translation(cams, camera)
     for m in range(5):
         back = full_to_crop_camera(full[:, m], b["rois/box_center"][:, m],
-                                   b["rois/box_size"][:, m], b["image_size"], b["focal"])
+                                   b["rois/box_size"][:, m], b["camera/image_size"],
+                                   b["camera/intrinsics"][:, 0])
         torch.testing.assert_close(back, cams[:, m], rtol=1e-10, atol=1e-10)
     transl = torch.tensor([[0.3, -0.2, 6.0]] * 3, dtype=torch.float64)
     local = _local_cameras(b, transl)
-    full = model.roi_full_cameras(local, b["rois/box_center"], b["rois/box_size"], b)
+    full = rois.to_full_translation(local, camera)
     torch.testing.assert_close(full, transl[:, None].expand(3, 5, 3), rtol=1e-10, atol=1e-10)
 
 
@@ -146,7 +166,7 @@ def test_positional_encoding_golden():
 def test_fusion_weights_and_permutation(name):
     torch.manual_seed(0)
     B, M, D = 3, 5, 16
-    fusion = build_fusion(name, D, M, hidden=8).double()
+    fusion = fusion_part(name, 8)(D, M).double()
     h = torch.randn(B, M, D, dtype=torch.float64)
     boxes = torch.randn(B, M, 3, dtype=torch.float64) * 0.3
     out = fusion(h, boxes)
@@ -169,7 +189,7 @@ def test_fusion_under_float16_autocast(name):
     """The PE's frequencies up to 2^31 pi overflow float16: it must run in float32."""
     assert torch.isfinite(positional_encoding(torch.rand(4, 3).half())).all()
     torch.manual_seed(0)
-    fusion = build_fusion(name, 16, 5, hidden=8)
+    fusion = fusion_part(name, 8)(16, 5)
     h, boxes = torch.randn(2, 5, 16), torch.randn(2, 5, 3)
     with torch.autocast("cpu", dtype=torch.float16):
         out = fusion(h.half(), boxes)
@@ -193,11 +213,13 @@ def test_raf_relations():
 
 
 def test_registry_and_arguments():
-    assert METHODS["multiroi"] is MultiRoI
+    assert method_class("multiroi") is MultiRoI
     with pytest.raises(ValueError, match="num_rois"):
         MultiRoI(num_rois=6, **TINY)
-    with pytest.raises(ValueError, match="fusion"):
-        MultiRoI(fusion="max", **TINY)
+    with pytest.raises(ValueError, match="camera_pairs"):
+        MultiRoILosses(camera_pairs="some")
+    with pytest.raises(ValueError, match="relation"):
+        RoIAwareFusion(16, relation="max")
 
 
 @pytest.mark.parametrize("frame", ["roi", "original"])
@@ -206,29 +228,33 @@ def test_losses_vanish_at_ground_truth(model, batch, frame):
     of every RoI (in the full image) and the camera consistency are zero."""
     from hmrkit.models.methods.base import BodyEstimate
 
-    rotmat = model.gt_rotmat(batch)
+    rotmat = gt_rotmat(batch)
     out = model.body(rotmat[:, 0], rotmat[:, 1:], batch["betas"])
-    b = {**batch, "focal": batch["focal"].double(), "image_size": batch["image_size"].double(),
+    b = {**batch, "camera/intrinsics": batch["camera/intrinsics"].double(),
+         "camera/image_size": batch["camera/image_size"].double(),
          "rois/box_center": batch["rois/box_center"].double(),
          "rois/box_size": batch["rois/box_size"].double()}
     cams = _local_cameras(b, batch["transl"].double()).float()
-    transl = model.roi_full_cameras(cams, batch["rois/box_center"], batch["rois/box_size"], batch)
+    transl = CropBox.rois_from_sample(batch, 32, 5).to_full_translation(
+        cams, Camera.from_sample(batch))
     torch.testing.assert_close(transl, batch["transl"][:, None].expand_as(transl),
                                atol=1e-4, rtol=1e-5)
-    est = BodyEstimate(rotmat, batch["betas"], cams[:, 0], transl[:, 0], out.vertices,
-                       out.joints, {"cams": cams, "transl_rois": transl})
-    model.keypoint_frame, sets = frame, model.keypoint_sets
-    model.keypoint_sets = ("smpl24",)
+    est = BodyEstimate(rotmat=rotmat, betas=batch["betas"], cam_crop=cams[:, 0],
+                       transl=transl[:, 0], vertices=out.vertices, joints=out.joints,
+                       extras={"cams": cams, "transl_rois": transl})
+    losses, ctx = model.losses, model.loss_context
+    losses.keypoint_frame, sets = frame, losses.keypoint_sets
+    losses.keypoint_sets = ("smpl24",)
     try:
-        assert model.keypoint_2d_losses(est, batch).item() < 1e-6
-        assert model.camera_consistency_term(est, batch).item() < 1e-6
+        assert losses.keypoints_2d(est, batch, ctx).item() < 1e-6
+        assert losses.camera_consistency_term(est, batch, ctx).item() < 1e-6
     finally:
-        model.keypoint_frame, model.keypoint_sets = "roi", sets
+        losses.keypoint_frame, losses.keypoint_sets = "roi", sets
 
 
 def test_training_steps_lower_the_loss(batch):
     torch.manual_seed(0)
-    model = MultiRoI(lr=1e-3, **TINY)
+    model = MultiRoI(optim=Optim(lr=1e-3), **TINY)
     model.train()
     opt = model.configure_optimizers()
     first = None
@@ -248,14 +274,16 @@ def test_training_steps_lower_the_loss(batch):
     assert est.rotmat.shape == (B, 24, 3, 3) and est.transl.shape == (B, 3)
     assert est.extras["cams"].shape == (B, 5, 3)
     torch.testing.assert_close(est.cam_crop, est.extras["cams"][:, 0])
-    torch.testing.assert_close(est.transl, model.full_translation(est.cam_crop, batch))
+    box = CropBox.from_sample(batch, 32)
+    torch.testing.assert_close(est.transl, box.to_full_translation(est.cam_crop,
+                                                                   Camera.from_sample(batch)))
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
 @pytest.mark.parametrize("num_rois", [1, 3, 5])
 def test_variants_run(batch, fusion, num_rois):
     torch.manual_seed(0)
-    model = MultiRoI(num_rois=num_rois, fusion=fusion, **TINY)
+    model = MultiRoI(num_rois=num_rois, fusion=fusion_part(fusion), **TINY)
     model.train()
     sub = {k: v[:2] for k, v in batch.items()}
     est = model(sub)
@@ -270,21 +298,23 @@ def test_variants_run(batch, fusion, num_rois):
     assert torch.isfinite(metrics["pa_mpjpe"]).all()
 
 
-@pytest.mark.parametrize("options", [
-    dict(per_roi_regressor=True, camera_variant="code", camera_pairs="first",
-         contrastive_denominator="supcon", contrastive_gate=True, fusion="raf-code"),
-    dict(camera_consistency=0.0, contrastive=0.0, keypoint_frame="original",
-         camera_box_info=True, mesh_box_info=False, fusion_relation="absolute"),
+@pytest.mark.parametrize("method,loss", [
+    (dict(per_roi_regressor=True, fusion=fusion_part("raf-code"),
+          projection=partial(ProjectionHead, gate=True)),
+     dict(camera_variant="code", camera_pairs="first", contrastive_denominator="supcon")),
+    (dict(camera_box_info=True, mesh_box_info=False, projection=None,
+          fusion=partial(RoIAwareFusion, relation="absolute")),
+     dict(camera_consistency=0.0, contrastive=0.0, keypoint_frame="original")),
 ])
-def test_options(batch, options):
+def test_options(batch, method, loss):
     torch.manual_seed(0)
-    model = MultiRoI(**TINY, **options)
+    model = MultiRoI(**TINY, **method, losses=partial(MultiRoILosses, **loss))
     model.train()
     est = model(batch)
     losses = model.compute_losses(est, batch)
-    assert ("camera_consistency" in losses) == (options.get("camera_consistency", 1) > 0)
-    assert ("contrastive" in losses) == (options.get("contrastive", 1) > 0)
-    if options.get("per_roi_regressor"):
+    assert ("camera_consistency" in losses) == (loss.get("camera_consistency", 1) > 0)
+    assert ("contrastive" in losses) == (loss.get("contrastive", 1) > 0)
+    if method.get("per_roi_regressor"):
         assert est.extras["roi_joints"].shape[:2] == (batch["image"].shape[0], 5)
         torch.testing.assert_close(est.joints, est.extras["roi_joints"][:, 0])
     sum(losses.values()).backward()
@@ -317,7 +347,7 @@ def test_make_batch_builds_rois():
     from hmrkit.predict import make_batch
 
     rng = np.random.default_rng(0)
-    image = cv2.resize(rng.random((6, 8, 3)).astype(np.float32), (160, 120))
+    image = cv2.resize(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), (160, 120))
     box = (np.array([70.0, 60.0]), 80.0)
     plain = make_batch([(image, box, 200.0)], 32)
     assert not any(k.startswith("rois/") for k in plain)

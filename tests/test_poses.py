@@ -483,3 +483,15 @@ def test_sampler_rejects_self_intersections(checker):
     R = s.sample_numpy(40)
     assert not checker(R).any()
     assert s.stats["intersection_rejected"] >= 0 and s.stats["drawn"] >= 40
+
+
+def test_shipped_mean_pose_is_the_distributions_mean():
+    """The regressors' start (hmrkit/models/weights/mean_pose.npz) is what
+    ``python -m hmrkit.data.synthetic.poses`` computes from the pose distribution today."""
+    from hmrkit.data.synthetic.poses import MEAN_POSE_SAMPLES, mean_pose
+    from hmrkit.models.heads import MEAN_POSE_FILE
+
+    with np.load(MEAN_POSE_FILE) as f:
+        shipped, samples = f["rotmat"], int(f["samples"])
+    assert samples == MEAN_POSE_SAMPLES and shipped.shape == (24, 3, 3)
+    np.testing.assert_array_equal(mean_pose().numpy(), shipped)

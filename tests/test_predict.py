@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 
 import cv2
 import numpy as np
@@ -26,7 +27,9 @@ def checkpoint(tmp_path_factory):
     from hmrkit.models.methods import HMR
 
     torch.manual_seed(0)
-    model = HMR(backbone="resnet18", image_size=64, regressor_hidden=64)
+    from hmrkit.models.heads import IterativeRegressor
+
+    model = HMR(crop_size=64, head=partial(IterativeRegressor, hidden=64))
     path = tmp_path_factory.mktemp("ckpt") / "hmr.ckpt"
     torch.save({"hmrkit": {"method": "hmrkit.models.methods.hmr.HMR"},
                 "hyper_parameters": dict(model.hparams), "state_dict": model.state_dict()}, path)
@@ -189,3 +192,17 @@ def test_mediapipe_not_installed(checkpoint, images, tmp_path, monkeypatch, caps
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # makes `import mediapipe` fail
     assert _run(checkpoint, tmp_path / "out", images, "--detector", "mediapipe") == 2
     assert "pip install 'hmrkit[detect]'" in capsys.readouterr().err
+
+
+def test_refiner_runs_after_the_method(checkpoint, images, tmp_path, capsys):
+    """``--refiner identity`` writes the same parameters; an unknown refiner is a usage error."""
+    plain, refined = tmp_path / "plain", tmp_path / "refined"
+    assert _run(checkpoint, plain, images / "good.png", "--formats", "", "--no-side-view") == 0
+    assert _run(checkpoint, refined, images / "good.png", "--formats", "", "--no-side-view",
+                "--refiner", "identity") == 0
+    a, b = np.load(plain / "good_p0.npz"), np.load(refined / "good_p0.npz")
+    for key in ("transl", "betas", "joints3d", "keypoints2d"):
+        np.testing.assert_array_equal(a[key], b[key])
+    assert json.loads((refined / "index.json").read_text())["refiner"] == "identity"
+    assert _run(checkpoint, tmp_path / "x", images / "good.png", "--refiner", "nope") == 2
+    assert "--refiner: unknown refiner 'nope'" in capsys.readouterr().err

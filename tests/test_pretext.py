@@ -3,12 +3,14 @@ checkpoint as a method's backbone."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 
 from hmrkit.cli import main
+from hmrkit.models.backbones import TimmBackbone
 from hmrkit.models.pretext import KeypointPretext, integral_keypoints
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,13 +41,14 @@ def test_integral_keypoints_uniform_and_mirror_symmetry():
 
 def test_pretext_fits_one_batch():
     torch.manual_seed(0)
-    model = KeypointPretext(backbone="resnet18", image_size=64, head_channels=32)
+    model = KeypointPretext(crop_size=64, head_channels=32)
     b = 4
     joints = torch.randn(b, 24, 3) * 0.3
     kp = torch.cat([torch.rand(b, 24, 2) * 64, torch.ones(b, 24, 1)], -1)
     batch = {
         "image": torch.rand(b, 3, 64, 64), "keypoints2d/smpl24": kp, "joints3d": joints,
-        "crop_affine": torch.eye(2, 3).expand(b, 2, 3), "has_keypoints2d": torch.ones(b),
+        "crop_affine": torch.eye(2, 3).expand(b, 2, 3), "box_center": torch.full((b, 2), 32.0),
+        "box_size": torch.full((b,), 64.0), "has_keypoints2d": torch.ones(b),
         "has_joints3d": torch.ones(b),
     }
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -78,7 +81,7 @@ def test_pretext_checkpoint_initialises_a_method_backbone(pretext_run):
     from hmrkit.models.methods import CLIFF
 
     state = torch.load(pretext_run, weights_only=False)["state_dict"]
-    model = CLIFF(backbone="resnet18", image_size=96, backbone_checkpoint=str(pretext_run))
+    model = CLIFF(crop_size=96, backbone=partial(TimmBackbone, checkpoint=str(pretext_run)))
     for name, value in model.backbone.state_dict().items():
         assert torch.equal(value, state[f"backbone.{name}"]), name
 
@@ -87,21 +90,23 @@ def test_pretext_checkpoint_for_another_backbone_is_refused(pretext_run):
     from hmrkit.models.methods import HMR
 
     with pytest.raises(ValueError, match=str(pretext_run.name)):
-        HMR(backbone="resnet34", image_size=96, backbone_checkpoint=str(pretext_run))
+        HMR(crop_size=96, backbone=partial(TimmBackbone, name="resnet34",
+                                           checkpoint=str(pretext_run)))
 
 
 def test_a_method_trained_from_a_backbone_checkpoint_loads_without_that_file(
         pretext_run, tmp_path):
     from hmrkit.models.checkpoints import export_method, load_method
     from hmrkit.models.methods import CLIFF
+    from hmrkit.models.parts import plain
 
-    arguments = {"backbone": "resnet18", "image_size": 96,
-                 "backbone_checkpoint": str(tmp_path / "moved-away.ckpt")}
-    model = CLIFF(**{**arguments, "backbone_checkpoint": str(pretext_run)})
+    model = CLIFF(crop_size=96, backbone=partial(TimmBackbone, checkpoint=str(pretext_run)))
+    arguments = plain(dict(model.hparams))
+    arguments["backbone"]["init_args"]["checkpoint"] = str(tmp_path / "moved-away.ckpt")
     ckpt = tmp_path / "run.ckpt"
     torch.save({"hmrkit": {"method": "hmrkit.models.methods.cliff.CLIFF"},
                 "hyper_parameters": arguments, "state_dict": model.state_dict()}, ckpt)
     for path in (ckpt, export_method(ckpt, tmp_path / "model.pt", half=False)["out"]):
         loaded = load_method(path)
-        assert loaded.hparams["backbone_checkpoint"] is None
-        assert torch.equal(loaded.backbone.conv1.weight, model.backbone.conv1.weight)
+        assert plain(dict(loaded.hparams))["backbone"]["init_args"]["checkpoint"] is None
+        assert torch.equal(loaded.backbone.net.conv1.weight, model.backbone.net.conv1.weight)

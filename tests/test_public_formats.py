@@ -18,13 +18,13 @@ from torch.utils.data import default_collate
 from hmrkit.body.keypoints import COCO17_NAMES, LSP14_NAMES, SMPL24_NAMES
 from hmrkit.body.model import BodyModel
 from hmrkit.data.augment import AugmentConfig
+from hmrkit.data.images import ImageReadError
 from hmrkit.data.public import (
     J24_TO_COCO17,
     J24_TO_SMPL24,
     OPENPOSE18_NAMES,
     OPENPOSE18_TO_COCO17,
     SPIN_J24_NAMES,
-    ImageReadError,
     PW3DDataset,
     SpinNpzDataset,
     parse_gender,
@@ -248,7 +248,7 @@ def test_spin_labels_round_trip(tmp_path):
         (w, h), side, _ = SPIN_ROWS[i]
         assert s["image"].shape == (3, 64, 64) and s["image"].dtype == torch.float32
         assert 0.0 <= s["image"].min() and s["image"].max() <= 1.0
-        torch.testing.assert_close(s["image_size"], torch.tensor([w, h], dtype=torch.float32))
+        torch.testing.assert_close(s["camera/image_size"], torch.tensor([w, h], dtype=torch.float32))
         part = torch.from_numpy(arr["part"][i]).float()
         kp = torch.cat([part[:, :2] + 0.5, (part[:, 2:] > 0).float()], 1)
         torch.testing.assert_close(s["keypoints2d/lsp14"], kp[:14])
@@ -281,8 +281,8 @@ def test_spin_labels_round_trip(tmp_path):
         torch.testing.assert_close(s["meta/keypoints3d_conf/lsp14"], conf[:14])
         assert s["has_joints3d"] == 1 and s["meta/root_relative3d"] == 1
         # CLIFF camera
-        torch.testing.assert_close(s["focal"], torch.tensor(300.0 + i))
-        torch.testing.assert_close(s["principal_point"], torch.tensor([w / 2, h / 2]))
+        torch.testing.assert_close(s["camera/intrinsics"],
+                                   torch.tensor([300.0 + i, 300.0 + i, w / 2, h / 2]))
         want_t = torch.from_numpy(arr["global_t"][i]).float() * arr["has_smpl"][i]
         torch.testing.assert_close(s["transl"], want_t)
         assert s["meta/has_transl"] == arr["has_smpl"][i]
@@ -297,7 +297,8 @@ def test_spin_without_cliff_or_smpl(tmp_path):
     s = ds[1]
     check_sample(s)
     (w, h), _, _ = SPIN_ROWS[1]
-    torch.testing.assert_close(s["focal"], torch.tensor(math.hypot(w, h), dtype=torch.float32))
+    torch.testing.assert_close(s["camera/intrinsics"][:2],
+                               torch.tensor([math.hypot(w, h)] * 2, dtype=torch.float32))
     assert s["has_smpl"] == 0 and s["has_joints3d"] == 0 and s["meta/has_transl"] == 0
     torch.testing.assert_close(s["body_pose"], torch.eye(3).expand(23, 3, 3))
     assert s["keypoints2d/smpl24"].abs().sum() == 0
@@ -471,7 +472,7 @@ def test_pw3d_camera_frame(pw3d, body):
         for x in (s, t):
             torch.testing.assert_close(x["joints3d"].double(), want, atol=1e-5, rtol=0)
             torch.testing.assert_close(x["global_orient"].double(), orient, atol=1e-6, rtol=0)
-            torch.testing.assert_close(x["cam_to_world"].double(), rc.T, atol=1e-6, rtol=0)
+            torch.testing.assert_close(x["camera/to_world"].double(), rc.T, atol=1e-6, rtol=0)
             torch.testing.assert_close(x["betas"].double(), torch.from_numpy(data["betas"][a]).float().double())
         # the camera-frame SMPL parameters rebuild the camera-frame body
         assert s["meta/has_transl"] == 1
@@ -507,10 +508,8 @@ def test_pw3d_keypoints_box_and_camera(pw3d):
         center, size = box_from_keypoints(xy, vis, 1.2)
         torch.testing.assert_close(s["box_center"].double(), center)
         torch.testing.assert_close(s["box_size"].double(), size.double())
-        torch.testing.assert_close(s["image_size"], torch.tensor([96.0, 128.0]))
-        torch.testing.assert_close(s["meta/focal_xy"], torch.tensor([110.0, 112.0]))
-        torch.testing.assert_close(s["focal"], torch.tensor(111.0))
-        torch.testing.assert_close(s["principal_point"], torch.tensor([47.8, 63.6]))
+        torch.testing.assert_close(s["camera/image_size"], torch.tensor([96.0, 128.0]))
+        torch.testing.assert_close(s["camera/intrinsics"], torch.tensor([110.0, 112.0, 47.8, 63.6]))
         j = s["joints3d"].double()
         uv = j[:, :2] / j[:, 2:] * torch.tensor([110.0, 112.0], dtype=F64) + torch.tensor(
             [47.8, 63.6], dtype=F64
@@ -538,7 +537,7 @@ def test_pw3d_rotation_augmentation(pw3d, body):
         # to the non-square pixels (f_x = 110, f_y = 112): a camera roll is an image rotation
         # only for f_x = f_y, so the match is within |f_x - f_y| / f of the offsets (~0.05 px)
         j = a["joints3d"].double()
-        uv = j[:, :2] / j[:, 2:] * a["focal"].double() + a["principal_point"].double()
+        uv = j[:, :2] / j[:, 2:] * a["camera/intrinsics"][:2].double() + a["camera/intrinsics"][2:].double()
         torch.testing.assert_close(a["keypoints2d/smpl24"][:, :2].double(), uv, atol=0.1, rtol=0)
 
 

@@ -60,7 +60,7 @@ def body_mesh():
 
 def crop_camera(size: int):
     f = 0.9 * size * 3.0 / 1.7  # a 1.7 m body at 3 m fills 90 % of the crop
-    return (f, f, (size - 1) / 2, (size - 1) / 2)
+    return (f, f, size / 2, size / 2)
 
 
 @pytest.mark.parametrize("size", [224, 512])
@@ -93,25 +93,27 @@ def test_golden_triangle(backend):
     b_true = np.array([0.2, 0.3, 0.5])
     P = b_true @ tri
     fx, fy, W, H = 120.0, 100.0, 80, 60
-    K = (fx, fy, 20 - fx * P[0] / P[2], 15 - fy * P[1] / P[2])  # P projects onto pixel (20, 15)
+    # P projects onto the centre (20.5, 15.5) of pixel (20, 15)
+    K = (fx, fy, 20.5 - fx * P[0] / P[2], 15.5 - fy * P[1] / P[2])
     g = rasterize(tri, [[0, 1, 2]], K, (W, H), backend=backend)
     assert g.triangle_id[15, 20] == 0 and g.mask.sum() > 500
     np.testing.assert_allclose(g.barycentrics[15, 20], b_true, atol=1e-5)
     assert abs(g.depth[15, 20] - P[2]) < 1e-5
     # every hit pixel: depth of the ray-plane intersection z = offset / (n . ray)
     v, u = np.nonzero(g.mask)
-    rays = np.stack([(u - K[2]) / fx, (v - K[3]) / fy, np.ones_like(u, float)], 1)
+    rays = np.stack([(u + 0.5 - K[2]) / fx, (v + 0.5 - K[3]) / fy, np.ones_like(u, float)], 1)
     np.testing.assert_allclose(g.depth[v, u], offset / (rays @ normal), rtol=2e-6)
     np.testing.assert_allclose(g.barycentrics[g.mask].sum(1), 1.0, atol=1e-6)
     assert np.all(g.barycentrics[g.mask] >= 0)
 
 
 def test_pixel_centre_convention(backend):
-    """Pixel (u, v) samples the image point (u, v): edges at u = 40.25 and v = 20.25 keep
-    column 40 and row 21 inside and column 41 and row 20 outside (a half-pixel shift would
-    flip both), with a principal point off the centre and fx != fy."""
+    """Pixel (u, v) samples the image point (u + 0.5, v + 0.5), hmrkit's convention: edges at
+    u = 40.75 and v = 20.75 keep column 40 and row 21 inside and column 41 and row 20 outside
+    (a half-pixel shift would flip both), with a principal point off the centre and
+    fx != fy."""
     K, W, H = (90.0, 110.0, 30.3, 25.7), 64, 48
-    corners = _lift([[40.25, 20.25], [40.25, 80.0], [-20.0, 20.25]], 2.0, K)
+    corners = _lift([[40.75, 20.75], [40.75, 80.5], [-19.5, 20.75]], 2.0, K)
     g = rasterize(corners, [[0, 1, 2]], K, (W, H), backend=backend)
     assert np.all(g.triangle_id[21, :41] == 0) and np.all(g.triangle_id[21:, 40] == 0)
     assert np.all(g.triangle_id[:21] == -1) and np.all(g.triangle_id[:, 41:] == -1)
@@ -123,23 +125,23 @@ def test_pixel_centre_convention(backend):
 
 
 def test_behind_camera_not_drawn(backend):
-    K, size = (100.0, 100.0, 31.5, 31.5), (64, 64)
+    K, size = (100.0, 100.0, 32.0, 32.0), (64, 64)
     tri = _lift([[10.0, 10.0], [50.0, 12.0], [30.0, 50.0]], 2.0, K)
     assert rasterize(tri, [[0, 1, 2]], K, size, backend=backend).mask.sum() > 500
     behind = tri * [1.0, 1.0, -1.0]  # mirrored behind the camera
     assert not rasterize(behind, [[0, 1, 2]], K, size, backend=backend).mask.any()
     # a floor (y = 0.5 m below the camera) reaching from z = -5 m to z = 20 m: only pixels
-    # below the horizon (v > cy) see it, at depth 0.5 fy / (v - cy)
+    # whose centre is below the horizon (v + 0.5 > cy) see it, at depth 0.5 fy / (v + 0.5 - cy)
     floor = np.array([[-30.0, 0.5, -5.0], [30.0, 0.5, -5.0], [0.0, 0.5, 20.0]])
     g = rasterize(floor, [[0, 1, 2]], K, size, backend=backend)
     v, u = np.nonzero(g.mask)
-    assert len(v) > 500 and np.all(v > K[3])
-    np.testing.assert_allclose(g.depth[v, u], 0.5 * K[1] / (v - K[3]), rtol=1e-5)
+    assert len(v) > 500 and np.all(v + 0.5 > K[3])
+    np.testing.assert_allclose(g.depth[v, u], 0.5 * K[1] / (v + 0.5 - K[3]), rtol=1e-5)
 
 
 @pytest.mark.parametrize("order", [(0, 1), (1, 0)])
 def test_occlusion_nearer_wins(backend, order):
-    K, size = (100.0, 100.0, 31.5, 31.5), (64, 64)
+    K, size = (100.0, 100.0, 32.0, 32.0), (64, 64)
     corners = [[5.0, 5.0], [58.0, 8.0], [30.0, 58.0]]
     near, far = _lift(corners, 2.0, K), _lift(corners, 3.0, K) + [0.05, 0.0, 0.0]
     tris = [near, far]
@@ -167,7 +169,7 @@ def test_depth_at_vertices(backend, mesh):
     exact = 0
     for i in rng.choice(np.flatnonzero(visible), 25, replace=False):
         u, w = fx * v[i, 0] / v[i, 2] + cx, fy * v[i, 1] / v[i, 2] + cy
-        K = (fx, fy, cx + np.round(u) - u, cy + np.round(w) - w)
+        K = (fx, fy, cx + np.round(u) + 0.5 - u, cy + np.round(w) + 0.5 - w)  # on a centre
         g = rasterize(v, f, K, (size, size), backend=backend)
         d = g.depth[int(np.round(w)), int(np.round(u))]
         assert d <= v[i, 2] + 1e-5  # never behind the vertex
@@ -180,11 +182,11 @@ def test_sphere_silhouette_area(backend, offset):
     r, d, f, size = 0.5, 3.0, 300.0, 256
     centre = np.array([offset[0], offset[1], d])
     v, faces = sphere_mesh(r, centre, subdivisions=4)
-    K = (f, f, (size - 1) / 2, (size - 1) / 2)
+    K = (f, f, size / 2, size / 2)
     g = rasterize(v, faces, K, (size, size), backend=backend)
     # exact pixel-sampled silhouette: pixel rays passing within r of the centre
     vv, uu = np.mgrid[:size, :size]
-    rays = np.stack([(uu - K[2]) / f, (vv - K[3]) / f, np.ones((size, size))], -1)
+    rays = np.stack([(uu + 0.5 - K[2]) / f, (vv + 0.5 - K[3]) / f, np.ones((size, size))], -1)
     rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
     along = rays @ centre
     exact = np.linalg.norm(centre - along[..., None] * rays, axis=-1) < r
@@ -196,7 +198,7 @@ def test_sphere_silhouette_area(backend, offset):
 
 
 def test_empty_and_degenerate_inputs(backend):
-    K, size = (100.0, 100.0, 31.5, 31.5), (40, 30)
+    K, size = (100.0, 100.0, 20.0, 15.0), (40, 30)
     g = rasterize(np.zeros((0, 3)), np.zeros((0, 3), int), K, size, backend=backend)
     assert g.triangle_id.shape == (30, 40) and not g.mask.any()
     assert g.barycentrics.shape == (30, 40, 3) and g.depth.dtype == np.float32
@@ -277,3 +279,20 @@ def test_auto_prefers_moderngl():
     _require("moderngl")
     assert resolve_backend("auto") == "moderngl"
     assert gb.available_backends()[0] == "moderngl"
+
+
+def test_camera_type_renders_like_its_intrinsics():
+    """The rasteriser takes hmrkit's Camera (its image size included) or its intrinsics."""
+    torch = pytest.importorskip("torch")
+    from hmrkit.geometry.cameras import Camera
+
+    v, f = sphere_mesh()
+    K = crop_camera(96)
+    camera = Camera(torch.tensor([K], dtype=torch.float64), torch.tensor([[96.0, 96.0]]))
+    np.testing.assert_array_equal(rasterize(v, f, camera).triangle_id,
+                                  rasterize(v, f, K, (96, 96)).triangle_id)
+    np.testing.assert_allclose(gb.camera_matrix(camera), gb.camera_matrix(np.array(K)))
+    with pytest.raises(ValueError, match="image_size"):
+        rasterize(v, f, K)
+    with pytest.raises(ValueError, match="one camera at a time"):
+        rasterize(v, f, Camera.default(torch.tensor([[96.0, 96.0], [64.0, 64.0]])))

@@ -23,7 +23,7 @@ from hmrkit.render import (
 
 CENTRE = np.array([0.1, -0.05, 2.5])
 RADIUS = 0.5
-K = (400.0, 400.0, 111.5, 111.5)
+K = (400.0, 400.0, 112.0, 112.0)
 SIZE = (224, 224)
 
 
@@ -42,8 +42,8 @@ def test_interpolate_positions_lie_on_pixel_rays(sphere):
     X = P[rows, cols]
     np.testing.assert_allclose(X[:, 2], g.depth[rows, cols], rtol=1e-6)
     # on the pixel ray, up to GL's sub-pixel snapping at triangle edges (clamped barycentrics)
-    np.testing.assert_allclose(K[0] * X[:, 0] / X[:, 2] + K[2], cols, atol=1e-2)
-    np.testing.assert_allclose(K[1] * X[:, 1] / X[:, 2] + K[3], rows, atol=1e-2)
+    np.testing.assert_allclose(K[0] * X[:, 0] / X[:, 2] + K[2], cols + 0.5, atol=1e-2)
+    np.testing.assert_allclose(K[1] * X[:, 1] / X[:, 2] + K[3], rows + 0.5, atol=1e-2)
     # on the polygonal sphere: within the chord error of the true sphere
     assert np.abs(np.linalg.norm(X - CENTRE, axis=1) - RADIUS).max() < 2e-3
     assert np.all(P[~g.mask] == 0)
@@ -166,9 +166,10 @@ def test_unique_vertex_colors(sphere):
 
 
 def _quad(Kq, z=2.0):
-    """A fronto-parallel quad covering image points (0, 0)-(64, 64), normal towards -z."""
+    """A fronto-parallel quad covering image points (0.5, 0.5)-(64.5, 64.5), normal towards
+    -z."""
     fx, fy, cx, cy = Kq
-    uv = np.array([[0.0, 0.0], [64.0, 0.0], [64.0, 64.0], [0.0, 64.0]])
+    uv = np.array([[0.0, 0.0], [64.0, 0.0], [64.0, 64.0], [0.0, 64.0]]) + 0.5
     v = np.stack([(uv[:, 0] - cx) / fx * z, (uv[:, 1] - cy) / fy * z, np.full(4, z)], 1)
     faces = np.array([[0, 2, 1], [0, 3, 2]])  # counter-clockwise seen from the camera side
     texcoords = np.array([[0.0, 1.0], [1.0, 1.0], [1.0, 0.0], [0.0, 0.0]])  # OBJ: v up
@@ -176,7 +177,7 @@ def _quad(Kq, z=2.0):
 
 
 def test_textured_rgb_quad():
-    Kq = (80.0, 80.0, 31.5, 31.5)
+    Kq = (80.0, 80.0, 32.0, 32.0)
     v, faces, texcoords = _quad(Kq)
     texture = (np.arange(4 * 4 * 3).reshape(4, 4, 3) * 5).astype(np.uint8)
     g = rasterize(v, faces, Kq, (64, 64))
@@ -184,7 +185,7 @@ def test_textured_rgb_quad():
     np.testing.assert_allclose(n[g.mask], [[0.0, 0.0, -1.0]] * g.mask.sum(), atol=1e-6)
     rgb = textured_rgb(g, v, faces, faces, texcoords, texture)  # lit from the camera
     assert rgb.dtype == np.uint8 and rgb.shape == (64, 64, 3)
-    # texel (row j, column i) centre is at image point (16 i + 8, 16 j + 8)
+    # texel (row j, column i) centre is at image point (16 i + 8.5, 16 j + 8.5): pixel (8, 8)
     assert np.array_equal(rgb[8, 8], texture[0, 0])
     assert np.array_equal(rgb[24, 40], texture[1, 2])
     assert np.array_equal(rgb[56, 56], texture[3, 3])

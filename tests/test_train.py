@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -102,16 +103,17 @@ def _train_error(capfd) -> str:
      "model: no such key 'backbon' (class hmrkit.models.methods.HMR)"),
     (["--data.batchsize", "3"], "data.batchsize: no such key"),
     (["--data.batch_size", "four"], "data.batch_size: Expected a <class 'int'>. Got value: four"),
-    (["--model.init_args.lr", "fast"], "model.lr: Expected a <class 'float'>. Got value: fast"),
-    (["--model.init_args.image_size", "-64"],
-     "model.init_args.image_size (-64) must equal data.crop_size (64)"),
+    (["--model.init_args.optim.lr", "fast"],
+     "model.lr: Expected a <class 'float'>. Got value: fast"),
+    (["--data.crop_size", "32"],  # set once, in the model: the data's is linked to it
+     'Linked "data.crop_size" must be given via "model.crop_size"'),
     (["--data.batch_size", "0"], "data.batch_size must be an integer >= 1, got 0"),
-    (["--data.crop_size", "-64", "--model.init_args.image_size", "-64"],
-     "model.init_args.image_size must be >= 8, got -64"),
+    (["--model.init_args.crop_size", "-64"],
+     "model.init_args.crop_size must be an integer >= 8, got -64"),
     (["--data.num_workers", "-1"], "data.num_workers must be an integer >= 0, got -1"),
 ])
 def test_config_errors_are_one_line_naming_the_key(extra, message, data, tmp_path, capfd):
-    """Issue 15: the useful line came after a 50-line usage dump; image_size -64 trained."""
+    """Issue 15: the useful line came after a 50-line usage dump; a crop size of -64 trained."""
     assert tiny_train(data, tmp_path / "runs", *extra) == 2
     assert message in _train_error(capfd)
     assert not (tmp_path / "runs").exists()
@@ -157,9 +159,10 @@ def test_missing_checkpoint_is_a_clear_error(data, tmp_path, capsys):
 
 def test_a_nonfinite_loss_skips_the_step():
     """The method returns no loss; :class:`hmrkit.guard.NonFiniteGuard` counts (test_guard)."""
+    from hmrkit.models.heads import IterativeRegressor
     from hmrkit.models.methods import HMR
 
-    model = HMR(backbone="resnet18", image_size=32, regressor_hidden=16)
+    model = HMR(crop_size=32, head=partial(IterativeRegressor, hidden=16))
     model.compute_losses = lambda est, batch: {"x": torch.tensor(float("nan"))}
     model.estimate = lambda batch: None
     batch = {"image": torch.zeros(2, 3, 32, 32)}
@@ -167,8 +170,9 @@ def test_a_nonfinite_loss_skips_the_step():
         assert model.training_step(batch, 0) is None
 
 
-def test_cli_protocols_match_the_metrics():
-    from hmrkit.evaluate import PROTOCOLS
-    from hmrkit.metrics import PROTOCOLS as DEFINED
-
-    assert set(PROTOCOLS) == set(DEFINED)
+def test_unknown_protocol_and_method_are_clear_errors(data, tmp_path, capsys):
+    assert main(["evaluate", "--method", "mean-pose", "--data", str(data), "--out",
+                 str(tmp_path), "--protocol", "h36m17"]) == 2
+    assert "unknown protocol 'h36m17'" in capsys.readouterr().err
+    assert main(["evaluate", "--method", "nope", "--data", str(data), "--out", str(tmp_path)]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Continuous UV atlas (hmrkit.render.uv): rasterisation, vertex <-> UV round trips, the
+"""Continuous UV atlas (hmrkit.uv): rasterisation, vertex <-> UV round trips, the
 image -> UV warp, the left-right texel permutation and the LSP-14 texel assignment.
 
 What is exact and what has a tolerance:
@@ -23,9 +23,10 @@ import torch
 
 from hmrkit.body.keypoints import SMPL24_NAMES, SMPL24_PARENTS, get_keypoint_set
 from hmrkit.body.model import BodyModelData
-from hmrkit.render.uv import (
+from hmrkit.uv import (
     NoUVError,
     UVAtlas,
+    atlas_for_body,
     flip_uv,
     image_to_uv,
     joints_from_uv,
@@ -545,11 +546,11 @@ def _body_from_mesh(verts, faces, uv, fuv, flip, with_uv=True) -> BodyModelData:
 
 def test_from_body_and_cache(tmp_path):
     data = _body_from_mesh(*plane_mesh())
-    atlas = UVAtlas.from_body(data, 64, cache_dir=tmp_path)
+    atlas = atlas_for_body(data, 64, cache_dir=tmp_path)
     assert atlas.lsp14_assignment is not None and atlas.lsp14_assignment.shape == (64, 64)
     files = list(tmp_path.glob("uv_atlas_plane_R64_*.npz"))
     assert len(files) == 1
-    again = UVAtlas.from_body(data, 64, cache_dir=tmp_path)
+    again = atlas_for_body(data, 64, cache_dir=tmp_path)
     assert np.array_equal(again.lsp14_assignment, atlas.lsp14_assignment)
     assert np.array_equal(again.texel_bary, atlas.texel_bary)
 
@@ -559,7 +560,7 @@ def test_clear_error_without_uvs():
     with pytest.raises(NoUVError, match="no texture coordinates"):
         UVAtlas.build(faces, None, None, 64, len(verts))
     with pytest.raises(NoUVError, match="body model 'plane' has no texture coordinates"):
-        UVAtlas.from_body(_body_from_mesh(verts, faces, uv, fuv, flip, with_uv=False), 64)
+        atlas_for_body(_body_from_mesh(verts, faces, uv, fuv, flip, with_uv=False), 64)
     with pytest.raises(ValueError, match=r"faces_texcoords has shape \(2, 3\), expected"):
         UVAtlas.build(faces, uv, fuv[:2], 64, len(verts))
 
@@ -618,9 +619,9 @@ def test_anny24_decimated_uvs_or_clear_error():
     data = _anny("anny24")
     if data.texcoords is None:
         with pytest.raises(NoUVError, match="anny24-full"):
-            UVAtlas.from_body(data, 64)
+            atlas_for_body(data, 64)
         return
-    atlas = UVAtlas.from_body(data, 128)
+    atlas = atlas_for_body(data, 128)
     assert atlas.mask.mean() > 0.3 and atlas.lsp14_assignment is not None
     x = torch.tensor(data.v_template[None], dtype=torch.float64)
     uv = vertex_to_uv(atlas, x)
@@ -636,7 +637,7 @@ def test_anny24_decimated_uvs_or_clear_error():
 
 def test_anny24_full_atlas():
     data = _anny("anny24-full")
-    atlas = UVAtlas.from_body(data, 128)
+    atlas = atlas_for_body(data, 128)
     R = atlas.resolution
     assert atlas.meta["build_seconds"] < 10
     b, m = atlas.texel_bary, atlas.mask

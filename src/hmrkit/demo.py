@@ -45,16 +45,14 @@ def _tile(image: np.ndarray, size: int) -> np.ndarray:
 def run_demo(out: str | Path = "demo_out", scenes: int = 6, seed: int = 0,
              checkpoint: str | Path | None = None, tile: int = 240) -> dict:
     """Run the demo; returns the summary that it also writes to ``out/index.json``."""
-    from hmrkit.data.dataset import SyntheticDataset
-    from hmrkit.data.formats import SPARSE_KEYS
     from hmrkit.data.shards import ShardReader, decode_image, write_split
     from hmrkit.data.synthetic.scene import SceneConfig, generate_record
-    from hmrkit.evaluate import evaluate, markdown_table
+    from hmrkit.evaluate import dataset_for, evaluate, markdown_table
+    from hmrkit.geometry.cameras import Camera
     from hmrkit.io import atomic_write_text, save_mesh
     from hmrkit.models.checkpoints import load_method
-    from hmrkit.models.methods import MeanPose
-    from hmrkit.predict import render_overlay, render_side
-    from hmrkit.render.draw import contact_sheet, write_image
+    from hmrkit.models.registry import method_class
+    from hmrkit.render.draw import contact_sheet, render_overlay, render_side, write_image
 
     out = Path(out)
     start = time.perf_counter()
@@ -63,17 +61,18 @@ def run_demo(out: str | Path = "demo_out", scenes: int = 6, seed: int = 0,
                 shard_size=max(scenes, 1), progress=False, overwrite=True)
     checkpoint = Path(checkpoint) if checkpoint else shipped_model_path()
     model = load_method(checkpoint)
-    dataset = SyntheticDataset(out / "scenes", split=None, crop_size=int(model.image_size),
-                               keys=(*SPARSE_KEYS, "meta/index"))
+    dataset = dataset_for(model, out / "scenes", extra_keys=("meta/index",))
     metrics = {checkpoint.stem: evaluate(model, dataset, progress=False),
-               "mean pose": evaluate(MeanPose(), dataset, progress=False)}
+               "mean pose": evaluate(method_class("mean-pose")(), dataset, progress=False)}
 
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=len(dataset))))
     with torch.no_grad():
-        est = model(batch)
-        gt = model.body(batch["global_orient"], batch["body_pose"], batch["betas"])
+        est = model.infer(batch)
+        gt = model.labels.pose(batch)
     pred_verts = (est.vertices + est.transl[:, None]).double().numpy()
     true_verts = (gt.vertices + batch["transl"][:, None]).double().numpy()
+    true_camera = Camera.from_sample(batch)
+    pred_camera = est.camera_or(true_camera).to(torch.float64)
     faces = model.body.faces.numpy()
     reader = ShardReader(next((out / "scenes").glob("shard-*.tar")))
     record = batch["meta/index"][:, 1].numpy()
@@ -83,11 +82,13 @@ def run_demo(out: str | Path = "demo_out", scenes: int = 6, seed: int = 0,
         people = np.nonzero(record == r)[0]
         image = decode_image(reader.read(int(r), ["image.jpg"])["image.jpg"])
         size = (image.shape[1], image.shape[0])
-        focal = float(batch["focal"][people[0]])
         pred = [pred_verts[i] for i in people]
         true = [true_verts[i] for i in people]
-        views = [image, render_overlay(image, pred, faces, focal),
-                 render_overlay(image, true, faces, focal), render_side(pred, faces, size),
+        scene_camera = true_camera[int(people[0])]
+        seen_by = scene_camera if est.camera is None else pred_camera[people.tolist()]
+        views = [image, render_overlay(image, pred, faces, seen_by),
+                 render_overlay(image, true, faces, scene_camera),
+                 render_side(pred, faces, size),
                  render_side(true, faces, size)]
         stem = f"scene{r:02d}"
         for name, view in zip(("image", "pred", "true", "pred_side", "true_side"), views,

@@ -124,7 +124,7 @@ class NonFiniteGuard(Callback):
     def _stop(self, trainer, what: str) -> None:
         good = _last_checkpoint(trainer)
         kept = f"the last good checkpoint is {good}" if good else "no checkpoint was written"
-        lr = getattr(trainer.lightning_module, "lr", None)
+        lr = getattr(getattr(trainer.lightning_module, "optim", None), "lr", None)
         hint = "lower the learning rate" + (f" (now {lr:g})" if lr is not None else "")
         self._stopped = (f"training stopped at step {trainer.global_step}: {what}; {kept}; "
                          f"{hint} or check the data")

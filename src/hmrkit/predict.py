@@ -46,15 +46,11 @@ from tqdm import tqdm
 
 from hmrkit.args import OneLineParser, output_folder, positive_float, positive_int
 from hmrkit.io import atomic_save_npz, atomic_write_text, save_mesh
-from hmrkit.render.draw import fit_camera, orbit, overlay, shade, write_image
-from hmrkit.render.gbuffer import intrinsics_matrix
+from hmrkit.render.draw import render_overlay, render_side, write_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 MESH_FORMATS = ("obj", "ply", "glb")
-DEFAULT_CROP_SIZE = 224
-"""Crop side for methods that do not define ``image_size`` (they ignore the image)."""
-OVERLAY_OPACITY = 0.7
 KEYPOINT_BOX_SCALE = 1.2
 """Detected keypoints -> square box, as :func:`hmrkit.geometry.crops.box_from_keypoints`."""
 MEDIAPIPE_MIN_VISIBILITY = 0.5
@@ -101,7 +97,8 @@ class Job:
 
     frame: Frame
     boxes: list[Box]
-    focal: float
+    focal: float | None
+    """``--focal``; None: the default ``sqrt(W^2 + H^2)``."""
     entry: dict
     results: list[dict] = field(default_factory=list)
 
@@ -133,6 +130,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="square side = scale x longer side of a --boxes box (default 1.2)")
     parser.add_argument("--focal", type=positive_float,
                         help="focal length in pixels (default sqrt(W^2 + H^2))")
+    parser.add_argument("--refiner", help="a refinement stage after the method, by name or "
+                        "class path (e.g. identity)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda[:i]")
     parser.add_argument("--batch-size", type=positive_int, default=16,
                         help="persons per model call (default 16)")
@@ -183,7 +182,7 @@ def collect_sources(inputs: list[str]) -> list[Source]:
 
 def _image_frame(source: Source) -> Frame:
     """The frame of an image file (with the reason when it is unreadable)."""
-    from hmrkit.data.public import ImageReadError, read_image
+    from hmrkit.data.images import ImageReadError, read_image
 
     frame = Frame(source, source.stem, source.keys)
     try:
@@ -345,114 +344,87 @@ def load_model(checkpoint: str, device: str):
         raise PredictError(f"cannot load the method of {checkpoint}: {err}") from None
 
 
-def make_batch(people: list[tuple[np.ndarray, Box, float]], res: int, rois: int = 1) -> dict:
+def make_batch(people: list[tuple[np.ndarray, Box, float | None]], res: int | None,
+               rois: int = 1) -> dict:
     """Model input for ``(image, box, focal)`` persons: crops, boxes and cameras (float32).
 
-    ``rois > 1`` (Multi-RoI methods) also adds the ``rois/*`` keys: the first ``rois`` RoIs of
-    :func:`hmrkit.data.rois.multi_roi_boxes` around each box, cropped the same way (RoI 0 is the
-    box itself), as datasets built with ``rois=M`` hold them.
+    Every person is cut by :func:`hmrkit.data.images.person_crop` (``res`` None: the geometry
+    only, for methods that read no image); ``rois > 1`` (Multi-RoI methods) also adds the
+    ``rois/*`` keys: the first ``rois`` RoIs around each box, RoI 0 the box itself, as datasets
+    built with ``rois=M`` hold them. ``focal`` None: the default ``sqrt(W^2 + H^2)``.
     """
     import torch
 
-    from hmrkit.data.public import warp_crop
-    from hmrkit.data.rois import multi_roi_boxes
-    from hmrkit.geometry.crops import crop_matrix
+    from hmrkit.data.images import person_crop
+    from hmrkit.geometry.cameras import Camera
 
-    center = torch.tensor(np.stack([box[0] for _, box, _ in people]), dtype=torch.float64)
-    size = torch.tensor([box[1] for _, box, _ in people], dtype=torch.float64)
-    affine = crop_matrix(center, size, res)
-    crops = [warp_crop(image, affine[i].numpy(), res) for i, (image, _, _) in enumerate(people)]
+    keys = [person_crop(None if res is None else image, box[0], box[1], res or 1, rois=rois)
+            .sample_keys(rois=rois > 1) for image, box, _ in people]
+    batch = {k: torch.from_numpy(np.stack([p[k] for p in keys])) for k in keys[0]}
     wh = torch.tensor([[im.shape[1], im.shape[0]] for im, _, _ in people], dtype=torch.float64)
-    batch = {
-        "image": torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2),
-        "crop_affine": affine,
-        "box_center": center,
-        "box_size": size,
-        "image_size": wh,
-        "focal": torch.tensor([f for _, _, f in people], dtype=torch.float64),
-        "principal_point": wh / 2,
-    }
-    if rois > 1:
-        centers, sizes = multi_roi_boxes(center, size, m=rois)  # (P, M, 2), (P, M)
-        roi_affine = crop_matrix(centers.reshape(-1, 2), sizes.reshape(-1), res)
-        roi_affine = roi_affine.reshape(len(people), rois, 2, 3)
-        roi_crops = [[crops[i]] + [warp_crop(image, roi_affine[i, m].numpy(), res)
-                                   for m in range(1, rois)]  # RoI 0 is the box's own crop
-                     for i, (image, _, _) in enumerate(people)]
-        batch["rois/image"] = torch.from_numpy(np.stack(roi_crops)).permute(0, 1, 4, 2, 3)
-        batch["rois/box_center"], batch["rois/box_size"] = centers, sizes
-        batch["rois/crop_affine"] = roi_affine
+    focal = [f for _, _, f in people]
+    camera = Camera.default(wh, None if focal[0] is None else torch.tensor(focal))
+    batch.update(camera.to_sample())
     return {k: v.float().contiguous() for k, v in batch.items()}
 
 
 def unpack(est, batch: dict) -> list[dict[str, np.ndarray]]:
-    """Per-person parameters (float64 numpy) of a :class:`BodyEstimate` and its batch."""
-    from hmrkit.geometry.cameras import project_perspective
+    """Per-person outputs (float64 numpy) of a posed :class:`BodyEstimate` and its batch: the
+    fields the estimate has, in the full-image camera frame, and the camera used (the predicted
+    one, else the batch's)."""
+    import torch
 
-    transl = est.transl.detach().cpu().double()
-    joints = est.joints.detach().cpu().double() + transl[:, None]
-    vertices = est.vertices.detach().cpu().double() + transl[:, None]
+    from hmrkit.geometry.cameras import Camera
+
+    est = est.detach()
     b = {k: v.detach().cpu().double() for k, v in batch.items() if not k.endswith("image")}
-    keypoints = project_perspective(joints, b["focal"], b["principal_point"])
-    rotmat = est.rotmat.detach().cpu().double()
-    fields = {
-        "global_orient": rotmat[:, 0], "body_pose": rotmat[:, 1:],
-        "betas": est.betas.detach().cpu().double(), "transl": transl,
-        "cam_crop": est.cam_crop.detach().cpu().double(), "box_center": b["box_center"],
-        "box_size": b["box_size"], "focal": b["focal"], "principal_point": b["principal_point"],
-        "image_size": b["image_size"], "joints3d": joints, "keypoints2d": keypoints,
-        "vertices": vertices,
-    }
+    camera = est.camera_or(Camera.from_sample(b)).to("cpu", torch.float64)
+    vertices = est.vertices.cpu().double()
+    # methods that give camera-frame vertices directly have no translation to add
+    transl = vertices.new_zeros(len(vertices), 3) if est.transl is None else est.transl.cpu(
+        ).double()
+    fields = {"transl": transl}
+    if est.rotmat is not None:
+        rotmat = est.rotmat.cpu().double()
+        fields.update(global_orient=rotmat[:, 0], body_pose=rotmat[:, 1:])
+    if est.betas is not None:
+        fields["betas"] = est.betas.cpu().double()
+    if est.cam_crop is not None:
+        fields["cam_crop"] = est.cam_crop.cpu().double()
+    if est.world_global_orient is not None:
+        fields["world_global_orient"] = est.world_global_orient.cpu().double()
+    fields.update({
+        "box_center": b["box_center"], "box_size": b["box_size"], "focal": camera.focal,
+        "principal_point": camera.principal_point, "image_size": camera.image_size,
+        "vertices": vertices + transl[:, None],
+    })
+    if est.joints is not None:
+        joints = est.joints.cpu().double() + transl[:, None]
+        fields.update(joints3d=joints, keypoints2d=camera.project(joints))
     return [{k: v[i].numpy() for k, v in fields.items()} for i in range(len(transl))]
 
 
-def estimate(model, people: list, device, batch_size: int) -> list[dict[str, np.ndarray]]:
-    """Run ``model`` over persons ``(image, box, focal)`` in chunks of ``batch_size``."""
+def estimate(model, people: list, device, batch_size: int,
+             refiner=None) -> list[dict[str, np.ndarray]]:
+    """Run ``model`` (then ``refiner``) over persons ``(image, box, focal)`` in chunks of
+    ``batch_size``. The batch holds what the method contract asks for (its crop size, RoIs
+    and input keys); a key ``hmrkit predict`` cannot build is a :class:`PredictError`."""
     import torch
 
-    res = int(getattr(model, "image_size", DEFAULT_CROP_SIZE))
-    rois = int(getattr(model, "num_rois", 1))
     results = []
     for start in range(0, len(people), batch_size):
-        batch = make_batch(people[start : start + batch_size], res, rois)
+        batch = make_batch(people[start : start + batch_size], model.crop_size, model.num_rois)
+        missing = [k for k in model.input_keys() if k not in batch]
+        if missing:
+            raise PredictError(f"{type(model).__name__} reads Sample keys {missing} that "
+                               "hmrkit predict cannot build from an image and a box")
         with torch.no_grad():
-            est = model({k: v.to(device) for k, v in batch.items()})
+            est = model.infer({k: v.to(device) for k, v in batch.items()}, refiner)
         results += unpack(est, batch)
     return results
 
 
 # --------------------------------------------------------------------------- outputs
-
-
-def merge_meshes(vertex_sets: list[np.ndarray], faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One mesh of several copies of a mesh topology: stacked vertices, offset faces."""
-    offsets = np.cumsum([0] + [len(v) for v in vertex_sets[:-1]])
-    return np.concatenate(vertex_sets), np.concatenate([faces + o for o in offsets])
-
-
-def render_overlay(image: np.ndarray, vertex_sets, faces, focal: float) -> np.ndarray:
-    """The persons' meshes shaded over ``image`` (camera of the prediction)."""
-    H, W = image.shape[:2]
-    visible = [v for v in vertex_sets if np.isfinite(v).all() and (v[:, 2] > 0).any()]
-    if not visible:
-        return image.copy()
-    # principal point (W/2, H/2) in hmrkit pixels; the rasteriser puts pixel centres at
-    # integers (hmrkit at i + 0.5), hence the -0.5
-    K = intrinsics_matrix((focal, focal, W / 2 - 0.5, H / 2 - 0.5))
-    rgba = shade(*merge_meshes(visible, faces), K, (W, H))
-    return overlay(image, rgba, OVERLAY_OPACITY)
-
-
-def render_side(vertex_sets, faces, image_size: tuple[int, int]) -> np.ndarray:
-    """The persons seen from their side (turned 90 deg about the vertical), on white."""
-    W, H = image_size
-    canvas = np.full((H, W, 3), 255, np.uint8)
-    finite = [v for v in vertex_sets if np.isfinite(v).all()]
-    if not finite:
-        return canvas
-    vertices, faces = merge_meshes(finite, faces)
-    moved, K = fit_camera(orbit(vertices, "side"), (W, H))
-    return overlay(canvas, shade(moved, faces, K, (W, H)), 1.0)
 
 
 def _json_value(value: np.ndarray):
@@ -485,12 +457,26 @@ def write_job(job: Job, out: Path, faces: np.ndarray, formats, body_model: str,
                                  "box_size": box[1], "files": files})
     vertex_sets = [p["vertices"] for p in job.results]
     entry["overlay"] = f"{frame.stem}_overlay.png"
-    write_image(out / entry["overlay"], render_overlay(frame.image, vertex_sets, faces, job.focal))
+    write_image(out / entry["overlay"], render_overlay(frame.image, vertex_sets, faces,
+                                                       _cameras(job.results)))
     if side_view:
         entry["side"] = f"{frame.stem}_side.png"
         size = (frame.image.shape[1], frame.image.shape[0])
         write_image(out / entry["side"], render_side(vertex_sets, faces, size))
     entry["status"] = "ok"
+
+
+def _cameras(results: list[dict]):
+    """The camera of each person's outputs (one camera when they share it)."""
+    import torch
+
+    from hmrkit.geometry.cameras import Camera
+
+    rows = [np.concatenate([[p["focal"]] * 2, p["principal_point"]]) for p in results]
+    if all(np.array_equal(r, rows[0]) for r in rows):
+        rows = rows[:1]
+    wh = np.stack([results[0]["image_size"]] * len(rows))
+    return Camera(torch.from_numpy(np.stack(rows)), torch.from_numpy(wh))
 
 
 # --------------------------------------------------------------------------- run
@@ -512,7 +498,15 @@ def _setup(args: argparse.Namespace):
         boxes = whole_image_box
     t0 = time.perf_counter()
     model = load_model(args.checkpoint, args.device)
-    return sources, boxes, model, time.perf_counter() - t0
+    refiner = None
+    if args.refiner:
+        from hmrkit.models.registry import RegistryError, refiner_class
+
+        try:
+            refiner = refiner_class(args.refiner)()
+        except RegistryError as err:
+            raise PredictError(f"--refiner: {err}") from None
+    return sources, boxes, model, refiner, time.perf_counter() - t0
 
 
 def _new_entry(frame: Frame) -> dict:
@@ -529,8 +523,9 @@ def _new_entry(frame: Frame) -> dict:
 class Predictor:
     """Runs a method over frames in batches of persons, writes their outputs, keeps the index."""
 
-    def __init__(self, model, args: argparse.Namespace, find_boxes: BoxSource):
+    def __init__(self, model, args: argparse.Namespace, find_boxes: BoxSource, refiner=None):
         self.model, self.args, self.find_boxes = model, args, find_boxes
+        self.refiner = refiner
         self.out = Path(args.out)
         self.faces = model.body.faces.cpu().numpy()
         self.body_model = model.body.name
@@ -548,9 +543,7 @@ class Predictor:
         boxes, reason = self.find_boxes(frame)
         if not boxes:
             return self._skip(entry, "no person", name, reason)
-        H, W = frame.image.shape[:2]
-        focal = self.args.focal or float(np.hypot(W, H))  # CLIFF's default focal
-        self.pending.append(Job(frame, boxes, focal, entry))
+        self.pending.append(Job(frame, boxes, self.args.focal, entry))
         if sum(len(j.boxes) for j in self.pending) >= self.args.batch_size:
             self.flush()
 
@@ -564,7 +557,8 @@ class Predictor:
         """Run the model on the queued persons and write the queued frames' outputs."""
         people = [(j.frame.image, box, j.focal) for j in self.pending for box in j.boxes]
         t0 = time.perf_counter()
-        results = iter(estimate(self.model, people, self.args.device, self.args.batch_size))
+        results = iter(estimate(self.model, people, self.args.device, self.args.batch_size,
+                                self.refiner))
         t1 = time.perf_counter()
         for job in self.pending:
             job.results = [next(results) for _ in job.boxes]
@@ -581,7 +575,7 @@ class Predictor:
             "inputs": list(args.inputs), "checkpoint": str(args.checkpoint),
             "method": f"{type(model).__module__}.{type(model).__qualname__}",
             "body_model": self.body_model, "device": str(args.device),
-            "crop_size": getattr(model, "image_size", None),
+            "crop_size": model.crop_size, "refiner": args.refiner,
             "options": {"focal": args.focal, "boxes": args.boxes, "detector": args.detector,
                         "box_scale": args.box_scale, "formats": list(args.formats),
                         "side_view": not args.no_side_view, "batch_size": args.batch_size,
@@ -595,18 +589,22 @@ def run(args: argparse.Namespace) -> int:
     """Run ``hmrkit predict``; returns the exit status (see module doc)."""
     start = time.perf_counter()
     try:
-        sources, find_boxes, model, load_s = _setup(args)
+        sources, find_boxes, model, refiner, load_s = _setup(args)
     except PredictError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    predictor = Predictor(model, args, find_boxes)
+    predictor = Predictor(model, args, find_boxes, refiner)
     predictor.out.mkdir(parents=True, exist_ok=True)
     total = None if any(s.kind == "video" for s in sources) else len(sources)
     frames = iter_frames(sources, args.every, args.max_frames)
-    for frame in tqdm(frames, total=total, unit="img", disable=not sys.stderr.isatty()):
-        predictor.add(frame)
-    if predictor.pending:
-        predictor.flush()
+    try:
+        for frame in tqdm(frames, total=total, unit="img", disable=not sys.stderr.isatty()):
+            predictor.add(frame)
+        if predictor.pending:
+            predictor.flush()
+    except PredictError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
     index = predictor.index({"load_model_s": load_s, "total_s": time.perf_counter() - start})
     atomic_write_text(predictor.out / "index.json", json.dumps(index, indent=2))
     summary = index["summary"]

@@ -2,11 +2,14 @@
 
     hmrkit train --config configs/hmr-r18-128.yaml [--trainer.max_steps 100 ...] [--resume last]
 
-The model is any method (:mod:`hmrkit.models.methods`) or the backbone pretext
+The model is any method (a class path: :mod:`hmrkit.models.registry`; its parts as nested class
+paths, :mod:`hmrkit.models.parts`) or the backbone pretext
 (:class:`hmrkit.models.pretext.KeypointPretext`). The configuration is the model's and the
 data module's typed constructor arguments (YAML under ``configs/``; ``--print_config`` shows
 every key with its default); Lightning saves it (``config.yaml``) next to the TensorBoard
-logs and checkpoints of every run. A key that does not exist is an error naming it.
+logs and checkpoints of every run. A key that does not exist is an error naming it. The sizes
+model and data share are set once, in the model: the data module's crop size, RoI count and
+keys are linked from the model's ``crop_size``, ``num_rois`` and ``input_keys()``.
 Checkpoints are written atomically (:class:`~hmrkit.models.checkpoints.AtomicCheckpointIO`).
 The same config runs on CPU, one GPU or many (``--trainer.accelerator gpu --trainer.devices 4
 --trainer.strategy ddp --trainer.precision bf16-mixed``): only trainer settings change.
@@ -37,6 +40,7 @@ from lightning.pytorch.cli import LightningCLI
 from hmrkit.data.module import DataError, HMRDataModule
 from hmrkit.guard import NonFiniteGuard, TrainingStopped
 from hmrkit.models.checkpoints import AtomicCheckpointIO, CheckpointError, CheckpointWriteError
+from hmrkit.models.registry import import_methods
 from hmrkit.resume import (
     ResumeError,
     RunState,
@@ -46,6 +50,10 @@ from hmrkit.resume import (
 )
 
 PROG = "hmrkit train"
+
+
+def _input_keys(model) -> tuple[str, ...]:
+    return tuple(model.input_keys())
 
 
 class HMRKitCLI(LightningCLI):
@@ -59,6 +67,11 @@ class HMRKitCLI(LightningCLI):
             help="continue a run: 'last' (the latest run of this config, from its newest "
             "complete checkpoint) or a checkpoint path",
         )
+        # shared sizes, linked once: the model's method contract sets what the data cuts
+        parser.link_arguments("model.crop_size", "data.crop_size", apply_on="instantiate")
+        parser.link_arguments("model.num_rois", "data.rois", apply_on="instantiate")
+        parser.link_arguments("model", "data.keys", compute_fn=_input_keys,
+                              apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         config = self.config
@@ -106,19 +119,16 @@ class HMRKitCLI(LightningCLI):
 
 
 def check_model_fits_data(config) -> None:
-    """The method's input is the data's crop: ``model.init_args.image_size`` must equal
-    ``data.crop_size`` (and ``num_rois``, ``data.rois``), which also refuses negative sizes."""
+    """The data's crops are the method's: their size and count are linked from the model
+    (``model.init_args.crop_size``, ``num_rois``; see the module doc), so the model's crop size
+    is checked here, before anything is built."""
     model = config.get("model")
     init = model.get("init_args") if hasattr(model, "get") else None
     if init is None:
         return
-    for model_key, data_key in (("image_size", "crop_size"), ("num_rois", "rois")):
-        value, data_value = init.get(model_key), config.data.get(data_key)
-        if value is not None and data_value is not None and value != data_value:
-            raise ValueError(f"model.init_args.{model_key} ({value}) must equal "
-                             f"data.{data_key} ({data_value}): the method reads the data's crops")
-    if init.get("image_size") is not None and init.image_size < 8:
-        raise ValueError(f"model.init_args.image_size must be >= 8, got {init.image_size}")
+    crop = init.get("crop_size")
+    if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or crop < 8):
+        raise ValueError(f"model.init_args.crop_size must be an integer >= 8, got {crop!r}")
 
 
 _BOILERPLATE = ("Does not validate against", "Subtypes:", "Errors:", "Given value",
@@ -160,6 +170,7 @@ def _fail(message: str, status: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (a config and overrides), build method, data and trainer, and fit."""
     torch.set_float32_matmul_precision("high")  # TF32 matrix units on CUDA; no effect on CPU
+    import_methods()  # the registry's methods, so a config may name one by its class name
     debug = bool(os.environ.get("HMRKIT_DEBUG"))
     try:
         with warnings.catch_warnings():  # `hmrkit train ...` passes argv on purpose

@@ -164,7 +164,11 @@ def data_file(name: str) -> Path:
     return Path(__file__).resolve().parent / "data" / name
 
 
-def load_anny24(mesh: str = "decimated", num_betas: int = 10) -> BodyModelData:
+NUM_BETAS = 10
+"""Shape coefficients Anny-24 is used with by default (of the shipped 16)."""
+
+
+def load_anny24(mesh: str = "decimated", num_betas: int = NUM_BETAS) -> BodyModelData:
     """The shipped Anny-24 model on the ``"decimated"`` (1,229) or ``"full"`` (13,718) mesh.
 
     ``num_betas`` keeps the first components of the shipped PCA shape space (nested: the

@@ -57,6 +57,7 @@ __all__ = [
     "SMPL_ENV_VAR",
     "SMPL_FILE_NAMES",
     "SMPL_NUM_FACES",
+    "SMPL_NUM_BETAS",
     "SMPL_NUM_VERTICES",
     "SMPL_URL",
     "SMPLFileError",
@@ -75,6 +76,8 @@ SMPL_ENV_VAR = "HMRKIT_SMPL_DIR"
 SMPL_NUM_VERTICES = 6890
 SMPL_NUM_FACES = 13776
 SMPL_NUM_JOINTS = 24
+SMPL_NUM_BETAS = 10
+"""Shape coefficients SMPL is used with by default (the SPIN lineage and 3DPW's labels)."""
 
 SMPL_FILE_NAMES: dict[str, tuple[str, ...]] = {
     "neutral": (
@@ -590,7 +593,7 @@ def _load_h36m_regressor(path: str | os.PathLike, num_vertices: int) -> np.ndarr
 def smpl_to_body_data(
     arrays: dict[str, Any],
     gender: str = "neutral",
-    num_betas: int | None = 10,
+    num_betas: int | None = SMPL_NUM_BETAS,
     j_regressor_h36m: str | os.PathLike | None = None,
     source: str = "SMPL arrays",
     meta: dict | None = None,
@@ -740,7 +743,7 @@ def smpl_to_body_data(
 def load_smpl(
     path: str | os.PathLike | None = None,
     gender: str | None = None,
-    num_betas: int | None = 10,
+    num_betas: int | None = SMPL_NUM_BETAS,
     j_regressor_h36m: str | os.PathLike | None = None,
 ) -> BodyModelData:
     """Load an official SMPL model (``.pkl`` v1.0.0 / v1.1.0, or ``.npz``) as float64 data.

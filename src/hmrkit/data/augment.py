@@ -18,8 +18,9 @@ virtual full image, :meth:`ViewChange.affine`. A sample's 2D labels, box, princi
 (:func:`transform_labels`), so ``project(joints3d) == keypoints2d``,
 ``crop_affine @ keypoints2d`` gives crop pixels, and the CLIFF / Multi-RoI / W-HMR
 crop <-> full camera conversions hold for augmented samples exactly as for raw ones.
-Photometric augmentation (per-channel gain, occluders) changes the crop image only; the labels
-(masks, visibility) are left as they are.
+Photometric augmentation (per-channel gain, occluders) changes the crop image only (applied
+while cropping, :func:`hmrkit.data.images.person_crop`); the labels (masks, visibility) are
+left as they are.
 
 Determinism: :func:`augmentation_rng` gives the generator for ``(seed, epoch, index)``;
 the same triple gives the same :class:`AugmentParams`.
@@ -32,10 +33,9 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-import torch
 
 from hmrkit.body.keypoints import get_keypoint_set
-from hmrkit.geometry.crops import affine_to_cv2
+from hmrkit.geometry.rotations import MIRROR
 
 __all__ = [
     "AugmentConfig",
@@ -45,18 +45,11 @@ __all__ = [
     "augmentation_rng",
     "sample_augmentation",
     "augment_box",
+    "augmented_box",
     "view_change",
     "transform_labels",
-    "apply_color",
     "occluder_layer",
-    "apply_occluders",
-    "warp_layer",
-    "MIRROR",
 ]
-
-MIRROR = np.diag([-1.0, 1.0, 1.0])
-"""The left-right mirror ``x -> -x`` of the camera, body and world frames."""
-
 
 def _pair(value, name: str, low: float = -math.inf) -> tuple[float, float]:
     try:
@@ -291,6 +284,16 @@ def view_change(params: AugmentParams, image_size, principal_point) -> ViewChang
     )
 
 
+def augmented_box(params: AugmentParams, center, size, image_size, principal_point
+                  ) -> tuple[np.ndarray, float, ViewChange]:
+    """A person box under ``params``: jittered in the source image (:func:`augment_box`), then
+    carried into the virtual image of the view change (:func:`view_change`, whose ``affine()``
+    is the sample's ``meta/source_affine``) -> ``(center, size, view)``."""
+    center, size = augment_box(center, size, params)
+    view = view_change(params, image_size, principal_point)
+    return view.apply_points(center), size, view
+
+
 def _perm(name: str, n: int, flip: bool) -> np.ndarray:
     if not flip:
         return np.arange(n)
@@ -361,14 +364,6 @@ def transform_labels(labels: dict[str, np.ndarray], view: ViewChange) -> dict[st
 # --------------------------------------------------------------------------- photometric
 
 
-def apply_color(image: np.ndarray, params: AugmentParams) -> np.ndarray:
-    """Multiply the channels of a float (H, W, 3) image in [0, 1] by the gains, clip to [0, 1]."""
-    gain = np.asarray(params.color_gain, dtype=image.dtype)
-    if np.all(gain == 1):
-        return image
-    return np.clip(image * gain, 0.0, 1.0, out=np.empty_like(image))
-
-
 def _texture(seed: int, h: int, w: int, mean: np.ndarray) -> np.ndarray:
     rng = np.random.default_rng(seed)
     cells = int(rng.integers(2, 9))
@@ -397,24 +392,6 @@ def occluder_layer(params: AugmentParams, size: int) -> np.ndarray | None:
             layer[y0:y1, x0:x1, :3] = _texture(occ.texture_seed, y1 - y0, x1 - x0, color)
         layer[y0:y1, x0:x1, 3] = 1.0
     return layer
-
-
-def apply_occluders(image: np.ndarray, layer: np.ndarray | None) -> np.ndarray:
-    """Alpha-blend an RGBA ``layer`` over a float (H, W, 3) image."""
-    if layer is None:
-        return image
-    alpha = layer[..., 3:]
-    return image * (1.0 - alpha) + layer[..., :3] * alpha
-
-
-def warp_layer(layer: np.ndarray | None, affine: np.ndarray, size: int) -> np.ndarray | None:
-    """Move an occluder layer from one crop to another (``affine``: crop -> crop, (2, 3))."""
-    if layer is None:
-        return None
-    a_cv = affine_to_cv2(torch.as_tensor(np.asarray(affine, dtype=np.float64))[None])[0].numpy()
-    return cv2.warpAffine(
-        layer, a_cv, (size, size), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT
-    )
 
 
 class EpochSeededAugmentation:

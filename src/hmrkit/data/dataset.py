@@ -15,12 +15,13 @@ everything lives in one *virtual full image*, the source image after the augment
 change (rotation about the principal point, then mirror ``x -> W - x``; the identity when not
 augmenting). In it:
 
-- ``keypoints2d/*``, ``box_center``, ``principal_point`` are virtual full-image pixels;
+- ``keypoints2d/*``, ``box_center``, the principal point of ``camera/intrinsics`` are virtual
+  full-image pixels;
   ``box_center`` / ``box_size`` are the box actually cropped (after scale / translation jitter);
 - ``crop_affine`` maps virtual full-image pixels to crop pixels:
   ``crop_affine @ [x, y, 1]`` of a keypoint is where it appears in ``image``; it equals
   ``hmrkit.geometry.crops.crop_matrix(box_center, box_size, crop_size)``;
-- 3D labels are in the virtual camera frame: ``project(joints3d, focal, principal_point) ==
+- 3D labels are in the virtual camera frame: ``Camera.from_sample(s).project(joints3d) ==
   keypoints2d/smpl24`` holds for augmented samples too, a flip mirrors the 3D labels
   (``x -> -x``) and swaps left / right joints, a rotation rolls them by ``rot_z(theta)``;
 - ``meta/source_affine`` (2, 3) maps source full-image pixels to virtual ones (identity
@@ -34,33 +35,32 @@ its box: ``rois/image`` (M, 3, S, S), ``rois/box_center`` (M, 2), ``rois/box_siz
 
 from __future__ import annotations
 
-import math
 import re
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from hmrkit.body.anny24 import NUM_BETAS as ANNY24_NUM_BETAS
+from hmrkit.body.labels import body_model_code
 from hmrkit.data.augment import (
     AugmentConfig,
     EpochSeededAugmentation,
-    augment_box,
+    augmented_box,
     occluder_layer,
     transform_labels,
-    view_change,
-    warp_layer,
 )
-from hmrkit.data.rois import MAX_ROIS, multi_roi_boxes
-from hmrkit.data.sample import SAMPLE_KEYS
+from hmrkit.data.images import as_bgr_uint, person_crop, warp
+from hmrkit.data.rois import MAX_ROIS
+from hmrkit.data.sample import ROI_KEYS, ROTATED_BOX_KEYS, SAMPLE_KEYS
 from hmrkit.data.shards import ShardReader, decode_image, decode_npz, scan_shards
-from hmrkit.geometry.crops import affine_to_cv2, crop_matrix
+from hmrkit.geometry.cameras import default_focal
 
-__all__ = ["SyntheticDataset", "SCENE_RECORD", "ROI_KEYS", "META_KEYS"]
+__all__ = ["SyntheticDataset", "SCENE_RECORD", "META_KEYS"]
 
 SCENE_RECORD: dict[str, str] = {
     "image.jpg": "RGB full image (JPEG; or image.png)",
@@ -72,15 +72,16 @@ SCENE_RECORD: dict[str, str] = {
 }
 """Members of one scene record (see the scene engine)."""
 
-ROI_KEYS: dict[str, str] = {k: v for k, v in SAMPLE_KEYS.items() if k.startswith("rois/")}
-"""Extra keys of samples with ``rois > 1``."""
-
 META_KEYS: dict[str, str] = {
     "meta/index": "(3,) int64: shard, record, person",
+    "meta/body_model": "() int64: the labels' body model, Anny-24 "
+                       "(hmrkit.body.labels.LABEL_BODY_MODELS)",
     "meta/source_affine": "(2, 3) stored full-image pixels -> the sample's full-image pixels",
 }
 """Bookkeeping keys (allowed by :func:`hmrkit.data.sample.check_sample`)."""
 
+ANNY24_LABELS = body_model_code("anny24")
+"""``meta/body_model`` of the scene engine's labels (Anny-24 parameters)."""
 _IMAGE_NAMES = ("image.jpg", "image.jpeg", "image.png")
 _DENSE = {"mask": "instances.png", "iuv": "iuv.png", "depth": "depth.png"}
 _PERSON_SHAPES: dict[str, tuple[int, ...]] = {
@@ -91,7 +92,7 @@ _PERSON_SHAPES: dict[str, tuple[int, ...]] = {
     "keypoints3d/lsp14": (14, 3),
     "global_orient": (3, 3),
     "body_pose": (23, 3, 3),
-    "betas": (10,),
+    "betas": (ANNY24_NUM_BETAS,),
     "transl": (3,),
     "world_global_orient": (3, 3),
 }
@@ -180,7 +181,7 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
         self.persons = persons
         self.min_visible = float(min_visible)
         self.epoch = 0
-        available = (set(SAMPLE_KEYS) - set(ROI_KEYS)) | set(META_KEYS)
+        available = (set(SAMPLE_KEYS) - set(ROI_KEYS) - set(ROTATED_BOX_KEYS)) | set(META_KEYS)
         if self.rois > 1:
             available |= set(ROI_KEYS)
         if keys is None:
@@ -299,7 +300,7 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
             name = next((n for n in _IMAGE_NAMES if n in raw), None)
             if name is None:
                 raise ValueError(f"{self.shards[s].path}: record {r} has no image member")
-            image = _as_bgr_uint(decode_image(raw[name], rgb=False))  # RGB on transposing
+            image = as_bgr_uint(decode_image(raw[name], rgb=False))  # RGB when cropped
 
         # camera and box of the stored image
         if "image_size" in labels:
@@ -308,17 +309,15 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
             wh = np.array([image.shape[1], image.shape[0]], dtype=np.float64)
         else:
             raise ValueError(f"{self.shards[s].path}: record {r} has no image_size")
-        focal = float(labels["focal"]) if "focal" in labels else math.hypot(*wh)
+        focal = float(labels["focal"]) if "focal" in labels else float(default_focal(wh))
         pp = np.asarray(labels.get("principal_point", wh / 2), dtype=np.float64).reshape(2)
         center = np.asarray(labels["box_center"], dtype=np.float64)[p]
         size = float(np.asarray(labels["box_size"], dtype=np.float64).reshape(-1)[p])
 
         # augmentation: box jitter, then the view change to the virtual full image
         params = self.augmentation_params(index)
-        center, size = augment_box(center, size, params)
-        view = view_change(params, wh, pp)
+        center, size, view = augmented_box(params, center, size, wh, pp)
         source = view.affine()
-        center = view.apply_points(center)
         person = {k: np.asarray(v)[p] for k, v in labels.items() if k in _PERSON_SHAPES}
         person["principal_point"] = pp
         if "cam_to_world" in labels:
@@ -326,40 +325,20 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
         person = transform_labels(person, view)
 
         res = self.crop_size
-        centers, sizes = multi_roi_boxes(center[None], np.array([size]), m=self.rois)
-        crop = crop_matrix(torch.from_numpy(centers[0]), torch.from_numpy(sizes[0]), res).numpy()
-        full = crop @ np.vstack([source, [0.0, 0.0, 1.0]])  # stored image -> each crop
-        cv = affine_to_cv2(torch.from_numpy(full)).numpy()
-
-        out: dict[str, Any] = {}
         layer = occluder_layer(params, res)
-        if image is not None:
-            count = self.rois if "rois/image" in keys else 1
-            crops = np.empty((count, 3, res, res), np.float32)
-            gain = np.asarray(params.color_gain, np.float32) / np.iinfo(image.dtype).max
-            for m in range(count):
-                bgr = _warp(image, cv[m], res, cv2.INTER_LINEAR)
-                # HWC BGR uint -> CHW RGB float with the colour gain, in one pass
-                np.multiply(bgr.transpose(2, 0, 1)[::-1], gain[:, None, None], out=crops[m])
-                if max(params.color_gain) > 1:
-                    np.clip(crops[m], 0.0, 1.0, out=crops[m])
-                if layer is not None:
-                    lay = layer
-                    if m > 0:
-                        to_m = crop[m] @ np.linalg.inv(np.vstack([crop[0], [0.0, 0.0, 1.0]]))
-                        lay = warp_layer(layer, to_m, res)
-                    alpha = lay[..., 3]
-                    crops[m] *= 1.0 - alpha
-                    crops[m] += lay[..., :3].transpose(2, 0, 1) * alpha
-            out["image"] = crops[0].copy() if count > 1 else crops[0]
-            if "rois/image" in keys:
-                out["rois/image"] = crops
+        cut = person_crop(
+            image, center, size, res, rois=self.rois, source=source,
+            count=self.rois if "rois/image" in keys else 1, bgr=True, gain=params.color_gain,
+            occluders=layer, area_downscale=False,
+        )
+        stored = cut.from_stored[0]  # stored image -> the person's crop
+        out: dict[str, Any] = cut.sample_keys(rois=self.rois > 1)
         zero = np.zeros((res, res), np.float32)
         if "mask" in want_dense:
             if "instances.png" in raw and "mask" not in keys:  # only the flag is wanted
                 out["has_mask"] = 1.0
             elif "instances.png" in raw:
-                inst = _warp(decode_image(raw["instances.png"]), cv[0], res, cv2.INTER_NEAREST)
+                inst = warp(decode_image(raw["instances.png"]), stored, res, "nearest")
                 out["mask"], out["has_mask"] = (inst == p + 1).astype(np.float32), 1.0
             else:
                 out["mask"], out["has_mask"] = zero, 0.0
@@ -369,7 +348,7 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
             if "iuv.png" in raw and keep and "iuv" not in keys:
                 out["has_iuv"] = 1.0
             elif "iuv.png" in raw and keep:
-                iuv = _warp(decode_image(raw["iuv.png"], rgb=False), cv[0], res, cv2.INTER_NEAREST)
+                iuv = warp(decode_image(raw["iuv.png"], rgb=False), stored, res, "nearest")
                 iuv = iuv.transpose(2, 0, 1)[::-1].astype(np.float32)  # BGR -> I, U, V
                 iuv[1:] *= np.float32(1.0 / 65535.0)
                 out["iuv"], out["has_iuv"] = np.ascontiguousarray(iuv), 1.0
@@ -379,7 +358,7 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
             if "depth.png" in raw and "depth" not in keys:
                 out["has_depth"] = 1.0
             elif "depth.png" in raw:
-                depth = _warp(decode_image(raw["depth.png"]), cv[0], res, cv2.INTER_NEAREST)
+                depth = warp(decode_image(raw["depth.png"]), stored, res, "nearest")
                 out["depth"], out["has_depth"] = depth.astype(np.float32) * 1e-3, 1.0
             else:
                 out["depth"], out["has_depth"] = zero, 0.0
@@ -391,23 +370,15 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
                     out[key] = np.where(hidden, np.float32(0), out[key])
             if isinstance(out.get("iuv"), np.ndarray):
                 out["iuv"] = np.where(hidden[None], np.float32(0), out["iuv"])
-        out["crop_affine"] = crop[0]
-        out["box_center"] = center
-        out["box_size"] = size
-        out["image_size"] = wh
-        out["focal"] = focal
-        out["principal_point"] = person["principal_point"]
+        out["camera/intrinsics"] = np.array([focal, focal, *person["principal_point"]])
+        out["camera/image_size"] = wh
+        out["camera/to_world"] = person.get("cam_to_world", np.zeros((3, 3)))
         for key, shape in _PERSON_SHAPES.items():
             out[key] = person[key] if key in person else np.zeros(shape)
-        out["cam_to_world"] = person.get("cam_to_world", np.zeros((3, 3)))
         out["has_keypoints2d"] = float(any(k.startswith("keypoints2d/") for k in person))
         out["has_joints3d"] = float("joints3d" in person)
         out["has_smpl"] = float(all(k in person for k in ("global_orient", "body_pose", "betas")))
         out["has_world"] = float("world_global_orient" in person and "cam_to_world" in person)
-        if self.rois > 1:
-            out["rois/box_center"] = centers[0]
-            out["rois/box_size"] = sizes[0]
-            out["rois/crop_affine"] = crop
         out["meta/source_affine"] = source
         sample = {
             k: torch.as_tensor(np.asarray(v), dtype=torch.float32)
@@ -416,6 +387,8 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
         }
         if "meta/index" in keys:
             sample["meta/index"] = torch.tensor([s, r, p], dtype=torch.int64)
+        if "meta/body_model" in keys:
+            sample["meta/body_model"] = torch.tensor(ANNY24_LABELS, dtype=torch.int64)
         return sample
 
     def __repr__(self) -> str:
@@ -428,21 +401,3 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
         state = self.__dict__.copy()
         state["_lru"] = OrderedDict()
         return state
-
-
-def _as_bgr_uint(image: np.ndarray) -> np.ndarray:
-    """A decoded image in OpenCV channel order as (H, W, 3) B, G, R."""
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    elif image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    if image.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"unsupported image dtype {image.dtype}")
-    return image
-
-
-def _warp(src: np.ndarray, affine_cv: np.ndarray, res: int, flags: int) -> np.ndarray:
-    return cv2.warpAffine(
-        src, affine_cv, (res, res), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0
-    )
-

@@ -21,11 +21,10 @@ FORMATS = ("synth", "spin-npz", "3dpw")
 ``sequenceFiles/<split>``)."""
 
 SPARSE_KEYS = (
-    "image", "crop_affine", "box_center", "box_size", "image_size", "focal", "principal_point",
-    "keypoints2d/smpl24", "keypoints2d/coco17", "keypoints2d/lsp14", "joints3d",
-    "keypoints3d/lsp14", "global_orient", "body_pose", "betas", "transl",
-    "world_global_orient", "cam_to_world", "has_keypoints2d", "has_joints3d", "has_smpl",
-    "has_world",
+    "image", "crop_affine", "box_center", "box_size", "camera/intrinsics", "camera/image_size",
+    "camera/to_world", "keypoints2d/smpl24", "keypoints2d/coco17", "keypoints2d/lsp14",
+    "joints3d", "keypoints3d/lsp14", "global_orient", "body_pose", "betas", "transl",
+    "world_global_orient", "has_keypoints2d", "has_joints3d", "has_smpl", "has_world",
 )
 """What the regression baselines read (no dense maps: faster to decode)."""
 
@@ -46,7 +45,8 @@ def build_dataset(
     if format not in FORMATS:
         raise ValueError(f"unknown data format '{format}'; choose one of {FORMATS}")
     if format == "synth":
-        from hmrkit.data.dataset import ROI_KEYS, SyntheticDataset
+        from hmrkit.data.dataset import SyntheticDataset
+        from hmrkit.data.sample import ROI_KEYS
 
         if rois > 1 and keys is not None:  # the Multi-RoI crops and boxes come along
             keys = (*keys, *(k for k in ROI_KEYS if k not in keys))
@@ -56,6 +56,7 @@ def build_dataset(
         raise ValueError(f"exclude_shards is only available for format 'synth', not '{format}'")
     if rois != 1:
         raise ValueError(f"rois > 1 is only available for format 'synth', not '{format}'")
+    # the public readers return every key they have; rois/* keys are synthetic only
     if format == "spin-npz":
         from hmrkit.data.public import SpinNpzDataset
 

@@ -2,7 +2,8 @@
 
 Every dataset yields Samples of one schema (:mod:`hmrkit.data.sample`), so a data module is
 only "which files, which crop, which augmentation, how many workers"; the files are read by
-:func:`hmrkit.data.formats.build_dataset`.
+:func:`hmrkit.data.formats.build_dataset`. Under ``hmrkit train`` the crop size, the RoI count
+and the keys the model reads are linked from the model (its method contract), not set here.
 
 Determinism: the training order and the augmentation are functions of one ``seed`` (``hmrkit
 train`` sets it from the config's ``seed_everything``) and of the epoch: epoch ``e`` visits
@@ -22,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from hmrkit.data.augment import AugmentConfig
-from hmrkit.data.formats import build_dataset, evenly_spaced
+from hmrkit.data.formats import SPARSE_KEYS, build_dataset, evenly_spaced
 from hmrkit.data.rois import MAX_ROIS
 
 SPIN_AUGMENTATION = AugmentConfig()
@@ -120,6 +121,7 @@ class HMRDataModule(L.LightningDataModule):
         augment: AugmentConfig | None = SPIN_AUGMENTATION,
         max_val_samples: int | None = 512,
         max_train_samples: int | None = None,
+        keys: tuple[str, ...] = (),
         seed: int | None = None,
     ):
         """
@@ -137,6 +139,8 @@ class HMRDataModule(L.LightningDataModule):
                 Its ``seed`` defaults to ``seed``.
             max_val_samples: validate on this many samples, evenly spread (None: all).
             max_train_samples: train on the first this many samples (None: all).
+            keys: Sample keys the model reads besides the regression labels (linked from the
+                model's ``input_keys``).
             seed: seed of the training order and, unless ``augment.seed`` is set, of the
                 augmentation (``hmrkit train``: the config's ``seed_everything``; None: drawn
                 from torch's generator).
@@ -161,13 +165,14 @@ class HMRDataModule(L.LightningDataModule):
             augment = dataclasses.replace(augment, seed=self.seed)
         self.augment = augment
         self.max_val_samples, self.max_train_samples = max_val_samples, max_train_samples
+        self.keys = tuple(dict.fromkeys((*SPARSE_KEYS, "meta/body_model", *keys)))
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
 
     def _build(self, key: str, format: str, path, augment) -> Dataset:
         try:
             return build_dataset(format, path, self.crop_size, augment, self.rois,
-                                 image_root=self.image_root)
+                                 image_root=self.image_root, keys=self.keys)
         except (FileNotFoundError, ValueError) as err:
             raise DataError(f"data.{key}: {err}") from err
 

@@ -4,7 +4,7 @@ Both readers are map-style datasets that yield one :mod:`Sample <hmrkit.data.sam
 person: the square crop of ``crop_size`` pixels around the person's box and the labels of the
 schema, in the frames the schema defines (2D in full-image pixels, 3D in the camera frame,
 rotations as 3x3 matrices). Augmentation (:class:`hmrkit.data.augment.AugmentConfig`) works as
-in :class:`hmrkit.data.dataset.SyntheticDataset`: labels, ``box_center``, ``principal_point``
+in :class:`hmrkit.data.dataset.SyntheticDataset`: labels, ``box_center``, the principal point
 and ``crop_affine`` live in the *virtual* full image after the view change, and
 ``meta/source_affine`` maps the stored image's pixels to it.
 
@@ -29,28 +29,27 @@ Extra keys (``meta/*``, allowed by :func:`hmrkit.data.sample.check_sample`) that
 schema has no key for:
 
 - ``meta/body_model`` () int64: the body model that ``global_orient`` / ``body_pose`` /
-  ``betas`` / ``transl`` refer to, :data:`BODY_MODEL_CODES` (1 = SMPL for both formats);
-- ``meta/gender`` () int64: 0 neutral, 1 male, 2 female (:data:`GENDER_CODES`);
+  ``betas`` / ``transl`` refer to (:data:`hmrkit.body.labels.LABEL_BODY_MODELS`; SMPL for both
+  formats): metrics and losses pose them with SMPL (:class:`hmrkit.body.labels.LabelBodies`);
+- ``meta/gender`` () int64: 0 neutral, 1 male, 2 female
+  (:data:`hmrkit.body.labels.GENDER_CODES`);
 - ``meta/has_transl`` () float: ``transl`` is a label (``has_smpl`` covers pose and shape only);
 - ``meta/root_relative3d`` () float: 1 when the 3D keypoints are relative to an unknown root
   point (SPIN's ``S`` is centred on the H36M pelvis): only differences between joints hold;
 - ``meta/keypoints3d_conf/smpl24`` (24,, for ``joints3d``) and ``meta/keypoints3d_conf/lsp14``
   (14,) float {0, 1}: which 3D joints are labelled (``has_joints3d`` is 1 when any is);
-- ``meta/focal_xy`` (2,): ``(f_x, f_y)``; ``focal`` is their mean;
 - ``meta/source_affine`` (2, 3): stored full-image pixels -> the sample's full-image pixels;
 - ``meta/index`` (3,) int64: ``(row, 0, 0)`` of the npz, ``(sequence, frame, actor)`` of 3DPW.
 """
 
 from __future__ import annotations
 
-import math
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -61,29 +60,26 @@ from hmrkit.body.keypoints import (
     LSP14_NAMES,
     get_keypoint_set,
 )
+from hmrkit.body.labels import GENDER_CODES, body_model_code
+from hmrkit.body.smpl import SMPL_NUM_BETAS
 from hmrkit.data.augment import (
     AugmentConfig,
     EpochSeededAugmentation,
-    apply_color,
-    apply_occluders,
-    augment_box,
+    augmented_box,
     occluder_layer,
     transform_labels,
-    view_change,
 )
+from hmrkit.data.images import ImageReadError, person_crop, read_image
+from hmrkit.geometry.cameras import default_focal
 from hmrkit.geometry.crops import (
     SPIN_SCALE_UNIT,
-    affine_to_cv2,
     box_from_keypoints,
-    crop_matrix,
 )
 from hmrkit.geometry.rotations import axis_angle_to_rotmat
 
 __all__ = [
     "SpinNpzDataset",
     "PW3DDataset",
-    "ImageReadError",
-    "read_image",
     "read_pw3d_sequence",
     "smpl_world_to_camera",
     "rest_pelvis",
@@ -94,8 +90,7 @@ __all__ = [
     "J24_TO_SMPL24",
     "OPENPOSE18_NAMES",
     "OPENPOSE18_TO_COCO17",
-    "GENDER_CODES",
-    "BODY_MODEL_CODES",
+    "SMPL_LABELS",
     "PW3D_SPLITS",
     "SPIN_REQUIRED_KEYS",
     "PW3D_REQUIRED_KEYS",
@@ -136,11 +131,9 @@ OPENPOSE18_TO_COCO17 = tuple(OPENPOSE18_NAMES.index(n) for n in COCO17_NAMES)
 _LSP14_FROM_SMPL = tuple(LSP14_FROM_SMPL24.get(n, -1) for n in LSP14_NAMES)
 """SMPL-24 index of each LSP-14 keypoint, -1 for the head top (no SMPL joint)."""
 
-GENDER_CODES = {"neutral": 0, "male": 1, "female": 2}
-"""``meta/gender`` values."""
-
-BODY_MODEL_CODES = {"native": 0, "smpl": 1}
-"""``meta/body_model`` values: 0 the training body model of the run, 1 SMPL (betas of SMPL)."""
+SMPL_LABELS = body_model_code("smpl")
+"""``meta/body_model`` of both formats' labels (SMPL parameters,
+:data:`hmrkit.body.labels.LABEL_BODY_MODELS`)."""
 
 PW3D_SPLITS = ("train", "validation", "test")
 """Splits of 3DPW (``sequenceFiles/<split>``)."""
@@ -164,56 +157,6 @@ def parse_gender(value: Any) -> int:
         value = value.item()
     key = str(value).strip().lower()
     return {"m": 1, "male": 1, "f": 2, "female": 2}.get(key, 0)
-
-
-# --------------------------------------------------------------------------- images
-
-
-class ImageReadError(OSError):
-    """An image file that is missing or cannot be decoded; ``path`` names it."""
-
-    def __init__(self, path, reason: str):
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"cannot read image '{self.path}': {reason}")
-
-
-def read_image(path) -> np.ndarray:
-    """RGB uint8 ``(H, W, 3)`` image of ``path`` (grey and alpha images are converted).
-
-    Raises :class:`ImageReadError` naming the file when it is missing or not decodable.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(path, "file not found")
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as err:
-        raise ImageReadError(path, f"{type(err).__name__}: {err}") from err
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ImageReadError(path, "not a decodable image (corrupt or unsupported format)")
-    return np.ascontiguousarray(image[..., ::-1])
-
-
-def warp_crop(image: np.ndarray, affine: np.ndarray, res: int) -> np.ndarray:
-    """Crop ``res x res`` float32 RGB in [0, 1] through ``affine`` (full -> crop pixels, 2x3).
-
-    Strong downscaling first shrinks the image with area averaging (no aliasing), then warps
-    bilinearly with the affine re-expressed for the shrunk image.
-    """
-    h, w = image.shape[:2]
-    scale = math.sqrt(abs(np.linalg.det(affine[:, :2])))
-    if scale < 0.5:
-        sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
-        image = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
-        affine = affine @ np.diag([w / sw, h / sh, 1.0])  # shrunk pixels -> full -> crop
-    cv = affine_to_cv2(torch.from_numpy(np.asarray(affine, np.float64)[None]))[0].numpy()
-    crop = cv2.warpAffine(
-        image, cv, (res, res), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    )
-    return crop.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
 # --------------------------------------------------------------------------- SMPL helpers
@@ -381,10 +324,8 @@ class _PublicDataset(EpochSeededAugmentation, Dataset):
         pp = np.asarray(labels["principal_point"], dtype=np.float64)
 
         params = self.augmentation_params(index)
-        center, size = augment_box(person.center, person.size, params)
-        view = view_change(params, wh, pp)
+        center, size, view = augmented_box(params, person.center, person.size, wh, pp)
         source = view.affine()
-        center = view.apply_points(center)
         transl = labels.pop("transl")
         has_transl = person.flags.get("meta/has_transl", 0.0)
         labels = transform_labels(labels, view)
@@ -402,19 +343,12 @@ class _PublicDataset(EpochSeededAugmentation, Dataset):
                 }
 
         res = self.crop_size
-        crop = crop_matrix(torch.from_numpy(center[None]), size, res)[0].numpy()
-        full = crop @ np.vstack([source, [0.0, 0.0, 1.0]])  # stored image -> crop
-        img = warp_crop(image, full, res)
-        img = apply_color(img, params)
-        img = apply_occluders(img, occluder_layer(params, res))
-
-        out: dict[str, Any] = {"image": np.ascontiguousarray(img.transpose(2, 0, 1))}
-        out["crop_affine"] = crop
-        out["box_center"] = center
-        out["box_size"] = size
-        out["image_size"] = wh
-        out["focal"] = float(np.mean(person.focal_xy))
-        out["principal_point"] = labels.pop("principal_point")
+        cut = person_crop(image, center, size, res, source=source, gain=params.color_gain,
+                          occluders=occluder_layer(params, res))
+        out: dict[str, Any] = cut.sample_keys(rois=False)
+        out["camera/intrinsics"] = np.array([*person.focal_xy, *labels.pop("principal_point")])
+        out["camera/image_size"] = wh
+        out["camera/to_world"] = labels.pop("cam_to_world")
         out.update(labels)
         out["transl"] = transl
         out.update({k: v for k, v in person.flags.items() if k != "meta/has_transl"})
@@ -428,7 +362,6 @@ class _PublicDataset(EpochSeededAugmentation, Dataset):
             out["depth"] = np.zeros((res, res), np.float32)
         out["has_mask"] = out["has_iuv"] = out["has_depth"] = 0.0
         out["meta/has_transl"] = has_transl
-        out["meta/focal_xy"] = person.focal_xy
         out["meta/source_affine"] = source
         out.update({f"meta/{k}" if not k.startswith("meta/") else k: v for k, v in conf.items()})
         sample = {
@@ -470,8 +403,9 @@ class SpinNpzDataset(_PublicDataset):
     root in the camera frame) -> ``global_orient`` / ``body_pose``; ``shape`` -> ``betas`` (SMPL
     betas: ``meta/body_model = 1``); ``has_smpl`` (1 when absent but ``pose`` is present, as in
     SPIN); ``gender`` -> ``meta/gender``; CLIFF's ``global_t`` -> ``transl`` (camera frame,
-    ``meta/has_transl``) and ``focal_l`` -> ``focal`` (else ``sqrt(W^2 + H^2)``). The principal
-    point is the image centre; the image size comes from the image.
+    ``meta/has_transl``) and ``focal_l`` -> the focal of ``camera/intrinsics`` (else
+    ``sqrt(W^2 + H^2)``). The principal point is the image centre; the image size comes from
+    the image.
 
     Args:
         npz_path: the ``.npz`` file.
@@ -627,7 +561,7 @@ class SpinNpzDataset(_PublicDataset):
             labels["betas"] = self.shape[i]
         else:
             labels["global_orient"], labels["body_pose"] = _eye(), _eye(23)
-            labels["betas"] = np.zeros(10)
+            labels["betas"] = np.zeros(SMPL_NUM_BETAS)
         labels["transl"] = np.zeros(3)
         has_transl, pelvis = 0.0, None
         if self.global_t is not None and has_smpl:
@@ -639,7 +573,8 @@ class SpinNpzDataset(_PublicDataset):
         labels["world_global_orient"] = _eye()
         labels["cam_to_world"] = _eye()
         labels["principal_point"] = np.array([width / 2, height / 2])
-        f = float(self.focal_l[i]) if self.focal_l is not None else math.hypot(width, height)
+        f = float(self.focal_l[i]) if self.focal_l is not None else float(
+            default_focal(torch.tensor([width, height], dtype=torch.float64)))
         return _Person(
             labels=labels,
             center=self.center[i] + off,
@@ -656,7 +591,7 @@ class SpinNpzDataset(_PublicDataset):
             meta={
                 "meta/index": np.array([i, 0, 0]),
                 "meta/gender": np.array(int(self.gender[i])),
-                "meta/body_model": np.array(BODY_MODEL_CODES["smpl"]),
+                "meta/body_model": np.array(SMPL_LABELS),
             },
         )
 
@@ -745,9 +680,10 @@ def read_pw3d_sequence(path) -> dict[str, Any]:
             out[key] = np.array([parse_gender(g) for g in values], dtype=np.int64)
         elif key == "betas":
             betas = [np.asarray(b, dtype=np.float64).reshape(-1) for b in values]
-            if any(len(b) < 10 for b in betas):
-                raise ValueError(f"{path}: 'betas' has fewer than 10 coefficients for an actor")
-            out[key] = [b[:10] for b in betas]
+            if any(len(b) < SMPL_NUM_BETAS for b in betas):
+                raise ValueError(f"{path}: 'betas' has fewer than {SMPL_NUM_BETAS} coefficients "
+                                 "for an actor")
+            out[key] = [b[:SMPL_NUM_BETAS] for b in betas]
         else:
             arrays = [array(v, f"{key}[{a}]", shape) for a, v in enumerate(values)]
             if key == "jointPositions":
@@ -789,10 +725,10 @@ class PW3DDataset(_PublicDataset):
       :func:`rest_pelvis`) and ``meta/has_transl = 1``; without one, zeros and
       ``meta/has_transl = 0`` (``joints3d[0]`` still gives the camera-frame root joint, so
       ``transl = joints3d[0] - J0`` whenever ``jointPositions`` come from the same model);
-    - ``focal`` = mean of ``f_x``, ``f_y`` of ``cam_intrinsics`` (both in ``meta/focal_xy``),
-      ``principal_point`` = its ``(c_x, c_y)`` + ``pixel_offset``; ``world_global_orient`` =
-      ``R_world``, ``cam_to_world = R_c^T``, but ``has_world = 0``: 3DPW's world frame is not
-      the gravity-aligned, ground-at-zero frame of the schema;
+    - ``camera/intrinsics``: ``f_x``, ``f_y`` of ``cam_intrinsics`` and its ``(c_x, c_y)`` +
+      ``pixel_offset``; ``world_global_orient`` = ``R_world``, ``camera/to_world = R_c^T``, but
+      ``has_world = 0``: 3DPW's world frame is not the gravity-aligned, ground-at-zero frame
+      of the schema;
     - frames whose ``campose_valid`` is 0 are left out with ``valid_only`` (SPIN's protocol);
       otherwise kept with ``has_smpl = has_joints3d = meta/has_transl = 0`` and the projected
       keypoints invisible (the OpenPose keypoints stay).
@@ -966,6 +902,6 @@ class PW3DDataset(_PublicDataset):
             meta={
                 "meta/index": np.array([s, f, a]),
                 "meta/gender": np.array(int(seq["genders"][a])),
-                "meta/body_model": np.array(BODY_MODEL_CODES["smpl"]),
+                "meta/body_model": np.array(SMPL_LABELS),
             },
         )

@@ -1,14 +1,20 @@
 """Geometry: rotations (over roma), cameras and crop <-> full conversions, crops, Procrustes.
 
 Conventions: metres and pixels, batch-first tensors, rotations as 3x3 matrices (6D only at
-network outputs), camera frame x right / y down / z forward (OpenCV).
+network outputs), camera frame x right / y down / z forward (OpenCV), and ONE pixel convention
+(pixel ``i`` covers ``[i, i + 1)``, its centre at ``i + 0.5``; :mod:`.cameras`). The types:
+:class:`Camera` (batched intrinsics, image size, rotation to the world) and :class:`CropBox`
+(square, optionally rotated, person crops).
 """
 
 from .cameras import (
+    Camera,
     box_height,
     cliff_bbox_info,
     crop_to_full_camera,
     default_focal,
+    focal_35mm,
+    focal_from_35mm,
     focal_from_depth,
     full_to_crop_camera,
     intrinsics_matrix,
@@ -19,6 +25,7 @@ from .cameras import (
 )
 from .crops import (
     SPIN_SCALE_UNIT,
+    CropBox,
     affine_to_cv2,
     box_from_keypoints,
     crop_matrix,
@@ -47,6 +54,8 @@ from .rotations import (
 
 __all__ = [
     "SPIN_SCALE_UNIT",
+    "Camera",
+    "CropBox",
     "affine_to_cv2",
     "axis_angle_to_rotmat",
     "box_from_keypoints",
@@ -57,6 +66,8 @@ __all__ = [
     "crop_to_full_points",
     "default_focal",
     "flip_rotmat_lr",
+    "focal_35mm",
+    "focal_from_35mm",
     "focal_from_depth",
     "full_to_crop_camera",
     "full_to_crop_points",

@@ -1,8 +1,13 @@
-"""Cameras: perspective and weak-perspective projection, crop <-> full-image conversions.
+"""Cameras: the batched pinhole :class:`Camera`, projections, crop <-> full-image conversions.
 
-Conventions: camera frame x right, y down, z forward (OpenCV); metres and pixels; batch-first.
-Image pixel coordinates are continuous with pixel ``i`` covering ``[i, i + 1)``, so the image
-centre is ``(W / 2, H / 2)``. A box is ``(center (B, 2), size (B,))`` in full-image pixels.
+Pixel convention, the ONE of the whole library (datasets, losses, crops, the rasteriser):
+image pixel coordinates are continuous with pixel ``i`` covering ``[i, i + 1)``, its centre at
+``i + 0.5``; the image spans ``[0, W] x [0, H]`` and its centre is ``(W / 2, H / 2)``. A camera
+point ``X`` (camera frame x right, y down, z forward, OpenCV) projects to
+``(f_x X / Z + c_x, f_y Y / Z + c_y)``. OpenCV puts pixel centres at integers: only the code
+that calls OpenCV converts (:func:`hmrkit.geometry.crops.affine_to_cv2`). Units: metres and
+pixels; batch-first. A box is ``(center (B, 2), size (B,))`` in full-image pixels (the type is
+:class:`hmrkit.geometry.crops.CropBox`).
 
 The crop (weak-perspective) camera ``(s, t_x, t_y)`` maps a body point ``X`` to normalised crop
 coordinates ``s (X_xy + t)`` in ``[-1, 1]`` (crop pixel ``= (n + 1) res / 2``,
@@ -15,9 +20,16 @@ dtype and device of the leading tensor argument.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import torch
+from torch import Tensor
 
 __all__ = [
+    "Camera",
+    "FILM_WIDTH_35MM",
+    "focal_from_35mm",
+    "focal_35mm",
     "project_perspective",
     "project_weak_perspective",
     "crop_to_full_camera",
@@ -171,41 +183,196 @@ def default_focal(image_size) -> torch.Tensor:
     return torch.linalg.vector_norm(size, dim=-1)
 
 
-def _box_offsets(cam_like, box_center, box_size, image_size, fn, square=True):
+FILM_WIDTH_35MM = 36.0
+"""Width of 35 mm film in millimetres: the "35 mm-equivalent" focal maps it to the image's longer
+side (the convention of :mod:`hmrkit.data.synthetic.scene` and the evaluation lens subsets)."""
+
+
+def focal_from_35mm(focal_mm, image_size):
+    """Focal in pixels of a 35 mm-equivalent focal: ``f = f_mm / 36 * max(W, H)``.
+
+    ``focal_mm`` and ``image_size (..., 2)`` are numbers, numpy arrays or tensors (the result
+    follows ``image_size``'s kind).
+    """
+    if isinstance(image_size, torch.Tensor):
+        return focal_mm / FILM_WIDTH_35MM * image_size.max(dim=-1).values
+    import numpy as np
+
+    return focal_mm / FILM_WIDTH_35MM * np.max(np.asarray(image_size), axis=-1)
+
+
+def focal_35mm(focal, image_size):
+    """35 mm-equivalent focal ``36 f / max(W, H)`` in millimetres (inverse of
+    :func:`focal_from_35mm`)."""
+    if isinstance(image_size, torch.Tensor):
+        return FILM_WIDTH_35MM * focal / image_size.max(dim=-1).values
+    import numpy as np
+
+    return FILM_WIDTH_35MM * focal / np.max(np.asarray(image_size), axis=-1)
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A batch of pinhole cameras in full-image pixels (the module doc's pixel convention).
+
+    Built from a batch of Samples (:meth:`from_sample`, keys ``camera/intrinsics``,
+    ``camera/image_size`` and optional ``camera/to_world``), from an image size with the
+    default focal (:meth:`default`), or by a method that predicts a camera (W-HMR's focal,
+    :meth:`with_focal`). Every conversion between the crop and the full image takes one
+    (:class:`hmrkit.geometry.crops.CropBox`).
+    """
+
+    intrinsics: Tensor
+    """(B, 4) ``(f_x, f_y, c_x, c_y)`` in pixels."""
+    image_size: Tensor
+    """(B, 2) ``(W, H)`` in pixels."""
+    cam_to_world: Tensor | None = None
+    """(B, 3, 3) rotation camera frame -> world frame (y up), when known."""
+
+    def __post_init__(self):
+        fn = "Camera"
+        _check(self.intrinsics, (None, 4), fn, "intrinsics", "(B, 4) = (fx, fy, cx, cy)")
+        batch = self.intrinsics.shape[0]
+        _check(self.image_size, (batch, 2), fn, "image_size", "(B, 2) = (W, H)",
+               ("intrinsics", self.intrinsics))
+        if self.cam_to_world is not None:
+            _check(self.cam_to_world, (batch, 3, 3), fn, "cam_to_world", "(B, 3, 3)",
+                   ("intrinsics", self.intrinsics))
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_sample(cls, batch) -> Camera:
+        """The camera of a (collated) batch of Samples."""
+        return cls(batch["camera/intrinsics"], batch["camera/image_size"],
+                   batch.get("camera/to_world"))
+
+    @classmethod
+    def default(cls, image_size, focal=None) -> Camera:
+        """Cameras with the principal point at the image centre and ``focal`` (default
+        :func:`default_focal`, CLIFF's ``sqrt(W^2 + H^2)``); ``image_size`` ``(B, 2)``."""
+        wh = torch.as_tensor(image_size)
+        if not wh.is_floating_point():
+            wh = wh.to(torch.get_default_dtype())
+        _check(wh, (None, 2), "Camera.default", "image_size", "(B, 2) = (W, H)")
+        f = default_focal(wh) if focal is None else per_sample(
+            "Camera.default", focal, wh.shape[0], wh, "focal")
+        return cls(torch.cat([f[:, None], f[:, None], wh / 2], dim=1), wh)
+
+    def to_sample(self) -> dict[str, Tensor]:
+        """The Sample keys of these cameras (inverse of :meth:`from_sample`)."""
+        keys = {"camera/intrinsics": self.intrinsics, "camera/image_size": self.image_size}
+        if self.cam_to_world is not None:
+            keys["camera/to_world"] = self.cam_to_world
+        return keys
+
+    # ------------------------------------------------------------------ properties
+    def __len__(self) -> int:
+        return self.intrinsics.shape[0]
+
+    @property
+    def focal_xy(self) -> Tensor:
+        """(B, 2) ``(f_x, f_y)``."""
+        return self.intrinsics[:, :2]
+
+    @property
+    def focal(self) -> Tensor:
+        """(B,) the single focal of the crop <-> full conversions: ``(f_x + f_y) / 2`` (the two
+        are equal for every camera hmrkit makes)."""
+        return (self.intrinsics[:, 0] + self.intrinsics[:, 1]) / 2
+
+    @property
+    def principal_point(self) -> Tensor:
+        """(B, 2) ``(c_x, c_y)``."""
+        return self.intrinsics[:, 2:]
+
+    @property
+    def K(self) -> Tensor:
+        """(B, 3, 3) intrinsics matrix."""
+        return intrinsics_matrix(self.focal_xy, self.principal_point)
+
+    def focal_35mm(self) -> Tensor:
+        """(B,) 35 mm-equivalent focal in millimetres (:func:`focal_35mm`)."""
+        return focal_35mm(self.focal, self.image_size)
+
+    # ------------------------------------------------------------------ use
+    def project(self, points: Tensor, transl: Tensor | None = None,
+                rotation: Tensor | None = None) -> Tensor:
+        """Camera-frame points ``R X + t`` ``(B, N, 3)`` -> full-image pixels ``(B, N, 2)``."""
+        return project_perspective(points, self.focal_xy.to(points), self.principal_point.to(
+            points), transl, rotation)
+
+    def with_focal(self, focal: Tensor) -> Camera:
+        """The same cameras with another focal (``(B,)``, e.g. a predicted one)."""
+        f = per_sample("Camera.with_focal", focal, len(self), self.intrinsics, "focal")
+        return replace(self, intrinsics=torch.cat(
+            [f[:, None], f[:, None], self.intrinsics[:, 2:]], dim=1))
+
+    def repeat_interleave(self, repeats: int) -> Camera:
+        """Each camera ``repeats`` times in a row (one per RoI of a person)."""
+        c2w = self.cam_to_world
+        return Camera(self.intrinsics.repeat_interleave(repeats, 0),
+                      self.image_size.repeat_interleave(repeats, 0),
+                      None if c2w is None else c2w.repeat_interleave(repeats, 0))
+
+    def to(self, *args, **kwargs) -> Camera:
+        """``Tensor.to`` on every field."""
+        c2w = self.cam_to_world
+        return Camera(self.intrinsics.to(*args, **kwargs), self.image_size.to(*args, **kwargs),
+                      None if c2w is None else c2w.to(*args, **kwargs))
+
+    def __getitem__(self, index) -> Camera:
+        c2w = self.cam_to_world
+        index = [index] if isinstance(index, int) else index
+        return Camera(self.intrinsics[index], self.image_size[index],
+                      None if c2w is None else c2w[index])
+
+
+def _box_offsets(cam_like, box_center, box_size, image_size, fn, square=True,
+                 principal_point=None):
+    """Box centre minus the principal point (the image centre ``(W/2, H/2)`` by default), and
+    the box side (height of a ``(w, h)`` box)."""
     batch = cam_like.shape[0]
     c = per_sample_2(fn, box_center, batch, cam_like, "box_center")
-    wh = per_sample_2(fn, image_size, batch, cam_like, "image_size")
+    if principal_point is None:
+        pp = per_sample_2(fn, image_size, batch, cam_like, "image_size") / 2
+    else:
+        pp = per_sample_2(fn, principal_point, batch, cam_like, "principal_point")
     b = torch.as_tensor(box_size, dtype=cam_like.dtype, device=cam_like.device)
     if square and b.dim() == 2 and b.shape[1] == 2:
         raise ValueError(f"{fn}: box_size has shape {tuple(b.shape)}, expected (B,) square side")
     b = box_height(b, batch, cam_like)
-    return c - wh / 2, b
+    return c - pp, b
 
 
-def crop_to_full_camera(cam_crop, box_center, box_size, image_size, focal) -> torch.Tensor:
+def crop_to_full_camera(cam_crop, box_center, box_size, image_size, focal, *,
+                        principal_point=None) -> torch.Tensor:
     """Crop camera ``(s, t_x, t_y)`` -> full-image translation ``(B, 3)`` (CLIFF; Multi-RoI eq. 12).
 
     ``t_z = 2 f / (b s)``, ``t_x = t_x' + 2 (c_x - W/2) / (b s)``,
     ``t_y = t_y' + 2 (c_y - H/2) / (b s)`` for a square box of side ``b`` centred at ``c``
-    and a principal point at the image centre.
+    and a principal point at the image centre (CLIFF's assumption); give ``principal_point``
+    ``(B, 2)`` to measure the box from it instead of ``(W/2, H/2)``.
     """
     fn = "crop_to_full_camera"
     _check(cam_crop, (None, 3), fn, "cam_crop", "(B, 3) = (s, t_x, t_y)")
-    off, b = _box_offsets(cam_crop, box_center, box_size, image_size, fn)
+    off, b = _box_offsets(cam_crop, box_center, box_size, image_size, fn,
+                          principal_point=principal_point)
     f = per_sample(fn, focal, cam_crop.shape[0], cam_crop, "focal")
     bs = b * cam_crop[:, 0]
     txy = cam_crop[:, 1:] + 2 * off / bs[:, None]
     return torch.cat([txy, (2 * f / bs)[:, None]], dim=-1)
 
 
-def full_to_crop_camera(transl, box_center, box_size, image_size, focal) -> torch.Tensor:
+def full_to_crop_camera(transl, box_center, box_size, image_size, focal, *,
+                        principal_point=None) -> torch.Tensor:
     """Inverse of :func:`crop_to_full_camera`: full translation ``(B, 3)`` -> ``(s, t_x, t_y)``.
 
     ``s = 2 f / (b t_z)``, ``t_x' = t_x - (c_x - W/2) t_z / f`` (likewise y).
     """
     fn = "full_to_crop_camera"
     _check(transl, (None, 3), fn, "transl", "(B, 3)")
-    off, b = _box_offsets(transl, box_center, box_size, image_size, fn)
+    off, b = _box_offsets(transl, box_center, box_size, image_size, fn,
+                          principal_point=principal_point)
     f = per_sample(fn, focal, transl.shape[0], transl, "focal")
     tz = transl[:, 2]
     s = 2 * f / (b * tz)
@@ -252,19 +419,20 @@ def whmr_full_translation(
     return torch.cat([txy, t_z[:, None]], dim=-1)
 
 
-def cliff_bbox_info(box_center, box_size, image_size, focal, normalise: str | None = "cliff"):
+def cliff_bbox_info(box_center, box_size, image_size, focal, normalise: str | None = "cliff",
+                    *, principal_point=None):
     """CLIFF box information ``[c_x - W/2, c_y - H/2, b]`` -> ``(B, 3)``.
 
     ``normalise``: ``"cliff"`` (official code: first two ``/ f * 2.8``, third
     ``(b - 0.24 f) / (0.06 f)``, constants fitted on Human3.6M), ``"focal"`` (all ``/ f``) or
-    ``None`` (raw pixels).
+    ``None`` (raw pixels). ``principal_point`` replaces the image centre ``(W/2, H/2)``.
     """
     fn = "cliff_bbox_info"
     c = torch.as_tensor(box_center)
     if not c.is_floating_point():
         c = c.to(torch.get_default_dtype())
     _check(c, (None, 2), fn, "box_center", "(B, 2)")
-    off, b = _box_offsets(c, c, box_size, image_size, fn)
+    off, b = _box_offsets(c, c, box_size, image_size, fn, principal_point=principal_point)
     raw = torch.cat([off, b[:, None]], dim=-1)
     if normalise is None:
         return raw

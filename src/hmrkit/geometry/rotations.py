@@ -13,8 +13,13 @@ outputs.
 
 from __future__ import annotations
 
+import numpy as np
 import roma
 import torch
+
+MIRROR = np.diag([-1.0, 1.0, 1.0])
+"""The left-right mirror ``x -> -x`` of the camera, body and world frames (all have x across the
+body): a mirrored point is ``MIRROR X``, a mirrored rotation ``MIRROR R MIRROR``."""
 
 __all__ = [
     "axis_angle_to_rotmat",
@@ -124,7 +129,7 @@ def flip_rotmat_lr(rotmat: torch.Tensor) -> torch.Tensor:
     Flipping a whole body pose also needs the left/right joint permutation (not done here).
     """
     _check_last(rotmat, (3, 3), "flip_rotmat_lr", "rotmat")
-    m = rotmat.new_tensor([-1.0, 1.0, 1.0])
+    m = rotmat.new_tensor(np.diag(MIRROR))
     return rotmat * m[:, None] * m[None, :]
 
 

@@ -12,9 +12,10 @@ Conventions (SPIN lineage, followed by CLIFF, Multi-RoI, PyMAF, W-HMR):
   elements, invisible keypoints weighted 0 (so they still count in the denominator).
 - Weights are not applied inside the losses (except where a paper fixes a scale inside the
   term, e.g. W-HMR eq. 8's 1e-6); see :mod:`hmrkit.losses.weights`.
+- A method's objective is a loss set (:mod:`hmrkit.losses.sets`), a part of its config.
 """
 
-from .camera import camera_consistency_loss, full_cameras_from_local, pseudo_focal_loss
+from .camera import camera_consistency_loss, pseudo_focal_loss
 from .contrastive import ProjectionHead, contrastive_loss, sigmoid_relu_gate
 from .dense import (
     IUV_WEIGHTS,
@@ -24,7 +25,6 @@ from .dense import (
     silhouette_bce,
 )
 from .keypoints import (
-    crop_normalized_keypoints,
     full2_loss,
     full_image_keypoint_loss,
     keypoint_2d_loss,
@@ -32,10 +32,17 @@ from .keypoints import (
     whmr_full_image_keypoint_loss,
 )
 from .params import camera_scale_prior, pose_loss, shape_loss, vertex_loss
-from .weights import MULTIROI_WEIGHTS, SPIN_WEIGHTS, WHMR_WEIGHTS, weighted_sum
+from .sets import CLIFFLosses, LossContext, LossSet, MultiRoILosses, SPINLosses
+from .weights import MULTIROI_WEIGHTS, SPIN_WEIGHTS, WHMR_WEIGHTS, LossWeights, weighted_sum
 
 __all__ = [
+    "CLIFFLosses",
     "IUV_WEIGHTS",
+    "LossContext",
+    "LossSet",
+    "LossWeights",
+    "MultiRoILosses",
+    "SPINLosses",
     "MULTIROI_WEIGHTS",
     "SPIN_WEIGHTS",
     "WHMR_WEIGHTS",
@@ -43,10 +50,8 @@ __all__ = [
     "camera_consistency_loss",
     "camera_scale_prior",
     "contrastive_loss",
-    "crop_normalized_keypoints",
     "endpoint_error_loss",
     "full2_loss",
-    "full_cameras_from_local",
     "full_image_keypoint_loss",
     "inverse_depth_loss",
     "iuv_losses",

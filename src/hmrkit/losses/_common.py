@@ -69,11 +69,6 @@ def box_wh(fn: str, box_size, batch: int, like: Tensor) -> Tensor:
     return side[:, None].expand(batch, 2)
 
 
-def bcast(w: Tensor, x: Tensor) -> Tensor:
-    """Reshape per-sample ``(B,)`` values to broadcast against ``x`` ``(B, ...)``."""
-    return w.reshape(w.shape + (1,) * (x.dim() - 1))
-
-
 def keep(mask: Tensor, x: Tensor) -> Tensor:
     """``x`` where ``mask`` (broadcast from the left) is true, zero elsewhere (NaN-safe)."""
     m = mask.reshape(mask.shape + (1,) * (x.dim() - mask.dim()))

@@ -9,7 +9,7 @@ from hmrkit.geometry.cameras import default_focal
 
 from ._common import batch_mean, check_tensor, flags, keep, labelled_mean, per_sample
 
-__all__ = ["camera_consistency_loss", "pseudo_focal_loss", "full_cameras_from_local"]
+__all__ = ["camera_consistency_loss", "pseudo_focal_loss"]
 
 PAPER_CONSISTENCY_WEIGHTS = (0.1, 0.1, 1e-4)
 """``(lambda_x, lambda_y, lambda_s)`` of Multi-RoI eq. 16."""
@@ -27,14 +27,14 @@ def _image_size(fn: str, image_size, batch: int, like: Tensor) -> Tensor:
     raise ValueError(f"{fn}: image_size has shape {tuple(wh.shape)}, expected (B, 2) = (W, H)")
 
 
-def full_cameras_from_local(cams: Tensor, box_center: Tensor, box_size: Tensor, image_size):
+def _full_cameras_from_local(cams: Tensor, box_center: Tensor, box_size: Tensor, image_size):
     """Multi-RoI eq. 12 for every RoI: ``(x_full, y_full, b s)``, each ``(B, M)``.
 
     ``x_full = t_x + 2 (c_x - W/2) / (b s)`` (likewise y) and ``b s = 2 f / t_z^full``: the
     quantities eq. 14 asks to agree across RoIs. ``cams (B, M, 3)`` = ``(s, t_x, t_y)``,
     ``box_center (B, M, 2)`` pixels, ``box_size (B, M)`` pixels, ``image_size`` ``(W, H)``.
     """
-    fn = "full_cameras_from_local"
+    fn = "camera_consistency_loss"
     check_tensor(fn, "cams", cams, (None, None, 3), "(B, M, 3) = (s, t_x, t_y)")
     B, M = cams.shape[:2]
     check_tensor(fn, "box_center", box_center, (B, M, 2), f"(B, M, 2) with B, M = {B}, {M}")
@@ -107,7 +107,7 @@ def camera_consistency_loss(
         cams = torch.where(keep_b[:, None, None], cams, unit)
         box_size = torch.where(keep_b[:, None], box_size.to(cams), 1.0)
         box_center = torch.where(keep_b[:, None, None], box_center.to(cams), 0.0)
-    x, y, bs = full_cameras_from_local(cams, box_center, box_size, image_size)
+    x, y, bs = _full_cameras_from_local(cams, box_center, box_size, image_size)
     if scale_term == "tz":
         if focal is None:
             raise ValueError(f"{fn}: scale_term='tz' needs focal")

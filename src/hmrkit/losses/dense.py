@@ -53,6 +53,16 @@ def _same_map(fn: str, pred: Tensor, gt: Tensor, pred_name: str, gt_name: str) -
         )
 
 
+def _single_channel_pair(fn: str, pred: Tensor, gt: Tensor, gt_name: str, has):
+    """Checked single-channel ``pred`` and ``gt`` maps ``(B, H, W)`` (``gt`` in ``pred``'s
+    dtype), the availability weights ``(B,)`` and which samples are labelled."""
+    p = _single_channel(fn, "pred", pred)
+    g = _single_channel(fn, gt_name, gt).to(p.dtype)
+    _same_map(fn, p, g, "pred", gt_name)
+    w = flags(fn, has, p.shape[0], p)
+    return p, g, w, w != 0
+
+
 def _reduce(fn: str, err: Tensor, w: Tensor, count: Tensor, reduction: str) -> Tensor:
     """``sum_per_sample``: total over labelled samples / their number (PyMAF ``sum / B``);
     ``mean``: total / ``count`` elements."""
@@ -75,11 +85,7 @@ def silhouette_bce(pred: Tensor, gt_mask: Tensor, has=None, *, from_logits: bool
     note ``F.binary_cross_entropy`` refuses autocast, prefer logits for training).
     """
     fn = "silhouette_bce"
-    p = _single_channel(fn, "pred", pred)
-    g = _single_channel(fn, "gt_mask", gt_mask).to(p.dtype)
-    _same_map(fn, p, g, "pred", "gt_mask")
-    w = flags(fn, has, p.shape[0], p)
-    labelled = w != 0
+    p, g, w, labelled = _single_channel_pair(fn, pred, gt_mask, "gt_mask", has)
     p, g = keep(labelled, p), keep(labelled, g)
     if from_logits:
         err = F.binary_cross_entropy_with_logits(p, g, reduction="none")
@@ -177,11 +183,7 @@ def inverse_depth_loss(
     pixels of the labelled samples).
     """
     fn = "inverse_depth_loss"
-    p = _single_channel(fn, "pred", pred)
-    z = _single_channel(fn, "gt_depth", gt_depth).to(p.dtype)
-    _same_map(fn, p, z, "pred", "gt_depth")
-    w = flags(fn, has, p.shape[0], p)
-    labelled = w != 0
+    p, z, w, labelled = _single_channel_pair(fn, pred, gt_depth, "gt_depth", has)
     fg = (z > 0) & labelled[:, None, None]
     target = torch.where(fg, 1 / torch.where(fg, z, torch.ones_like(z)), torch.zeros_like(z))
     err = F.smooth_l1_loss(keep(labelled, p), target, reduction="none", beta=1.0)

@@ -2,8 +2,8 @@
 
 Frames: 2D losses of the SPIN lineage compare keypoints in NORMALISED CROP coordinates
 (the crop spans ``[-1, 1]``, :func:`hmrkit.geometry.crops.pixels_to_normalized`); the Sample
-schema stores 2D labels in full-image pixels, so :func:`crop_normalized_keypoints` converts them
-with the sample's ``crop_affine``. 3D keypoints are in metres.
+schema stores 2D labels in full-image pixels, so :meth:`hmrkit.geometry.crops.CropBox.normalize`
+converts them with the sample's ``crop_affine``. 3D keypoints are in metres.
 
 Normalisation (SPIN's ``trainer.py``, kept by CLIFF, Multi-RoI, PyMAF and W-HMR):
 
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from hmrkit.geometry.cameras import project_perspective
-from hmrkit.geometry.crops import pixels_to_normalized, transform_points
+from hmrkit.geometry.cameras import Camera
+from hmrkit.geometry.crops import CropBox
 from hmrkit.metrics.pose import root_align
 
 from ._common import (
@@ -36,7 +36,6 @@ from ._common import (
 )
 
 __all__ = [
-    "crop_normalized_keypoints",
     "keypoint_2d_loss",
     "keypoint_3d_loss",
     "full_image_keypoint_loss",
@@ -51,23 +50,6 @@ class _Required:
 
 
 _REQUIRED = _Required()
-
-
-def crop_normalized_keypoints(keypoints: Tensor, crop_affine: Tensor, res) -> Tensor:
-    """Full-image pixel keypoints ``(B, K, 2 or 3)`` -> normalised crop coordinates.
-
-    ``crop_affine`` ``(B, 2, 3)`` maps full-image pixels to crop pixels (Sample key
-    ``crop_affine``, rotation and flip included); ``res`` is the crop side. A third
-    (confidence) column is kept as is.
-    """
-    fn = "crop_normalized_keypoints"
-    check_tensor(fn, "keypoints", keypoints, (None, None, None), "(B, K, 2 or 3)")
-    if keypoints.shape[-1] not in (2, 3):
-        raise ValueError(
-            f"{fn}: keypoints has shape {tuple(keypoints.shape)}, expected (B, K, 2|3)"
-        )
-    xy = pixels_to_normalized(transform_points(keypoints[..., :2], crop_affine.to(keypoints)), res)
-    return torch.cat([xy, keypoints[..., 2:]], dim=-1)
 
 
 def _conf_2d(fn, gt, has, openpose_weight, gt_weight, num_openpose):
@@ -165,32 +147,14 @@ def keypoint_3d_loss(
     return labelled_mean(err, w)
 
 
-def _project_to_crop(fn, points_px, box_center, box_size, crop_affine, res):
-    """Full-image pixels -> normalised crop coords, via ``crop_affine`` or the box."""
-    if crop_affine is not None:
-        if res is None:
-            raise ValueError(f"{fn}: give res (crop side in pixels) with crop_affine")
-        return pixels_to_normalized(transform_points(points_px, crop_affine.to(points_px)), res)
-    if box_center is None or box_size is None:
-        raise ValueError(f"{fn}: give box_center and box_size, or crop_affine and res")
-    B = points_px.shape[0]
-    c = per_sample_2(fn, box_center, B, points_px, "box_center")
-    half = box_wh(fn, box_size, B, points_px) / 2
-    return (points_px - c[:, None]) / half[:, None]
-
-
 def full_image_keypoint_loss(
     pred_joints_cam: Tensor,
-    focal,
-    principal_point,
     gt_2d_full: Tensor,
-    box_center=None,
-    box_size=None,
+    camera: Camera,
+    crop: CropBox,
     has=None,
     *,
     transl: Tensor | None = None,
-    crop_affine: Tensor | None = None,
-    res=None,
     openpose_weight: float = 0.0,
     gt_weight: float = 1.0,
     num_openpose: int = 0,
@@ -199,13 +163,11 @@ def full_image_keypoint_loss(
 
     ``pred_joints_cam (B, K, 3)`` are body-model joints in the camera frame (joints + the
     predicted full-image translation, or give ``transl (B, 3)`` to add it here). They are
-    projected with the full-image pinhole camera (``focal`` ``(B,)``, ``principal_point``
-    ``(B, 2)``), then prediction and ``gt_2d_full (B, K, 3)`` (pixels + confidence) are both
-    normalised to the crop frame, as CLIFF's code does (full -> crop pixels by the crop
-    transform, then ``2 p / res - 1``): by default ``(p - c) / (b / 2)`` with the box centre
-    ``c`` and side ``b`` (``(w, h)`` for rectangular boxes); give ``crop_affine (B, 2, 3)`` and
-    ``res`` instead to follow rotation/flip augmentation exactly. Then
-    :func:`keypoint_2d_loss` (confidence-weighted MSE, mean over ``B * K * 2``).
+    projected with the full-image camera ``camera`` (:class:`~hmrkit.geometry.cameras.Camera`),
+    then prediction and ``gt_2d_full (B, K, 3)`` (pixels + confidence) are both normalised to the
+    crop frame of ``crop`` (:meth:`~hmrkit.geometry.crops.CropBox.normalize`: full -> crop pixels
+    by the crop transform, rotation and flip included, then ``2 p / res - 1``), as CLIFF's code
+    does. Then :func:`keypoint_2d_loss` (confidence-weighted MSE, mean over ``B * K * 2``).
     """
     fn = "full_image_keypoint_loss"
     check_tensor(fn, "gt_2d_full", gt_2d_full, (None, None, 3), "(B, K, 3) = (x, y, confidence)")
@@ -216,15 +178,11 @@ def full_image_keypoint_loss(
         (gt_2d_full.shape[0], gt_2d_full.shape[1], 3),
         f"(B, K, 3) matching gt_2d_full {tuple(gt_2d_full.shape)}",
     )
-    pred_px = project_perspective(pred_joints_cam, focal, principal_point, transl=transl)
+    pred_px = camera.project(pred_joints_cam, transl=transl)
     gt = gt_2d_full.to(pred_px.dtype)
-    pred_n = _project_to_crop(fn, pred_px, box_center, box_size, crop_affine, res)
-    gt_n = torch.cat(
-        [_project_to_crop(fn, gt[..., :2], box_center, box_size, crop_affine, res), gt[..., 2:]], -1
-    )
     return keypoint_2d_loss(
-        pred_n,
-        gt_n,
+        crop.normalize(pred_px),
+        crop.normalize(gt),
         has,
         openpose_weight=openpose_weight,
         gt_weight=gt_weight,

@@ -2,29 +2,43 @@
 
 SPIN's trainer sums ``5 L_2D + 5 L_3D + 1 L_pose + 0.001 L_shape + 0 L_vert + 1 L_cam-prior``
 and multiplies the total by 60; the dictionaries below hold the products, so a method's total is
-``weighted_sum(losses, WEIGHTS)`` with no further factor. Keys match the function names:
-``keypoints_2d`` (:func:`keypoint_2d_loss`, :func:`full_image_keypoint_loss`,
-:func:`full2_loss`), ``keypoints_3d``, ``pose``, ``shape``, ``vertices``, ``camera``
-(:func:`camera_scale_prior`), and the method-specific terms.
+``weighted_sum(losses, WEIGHTS)`` with no further factor. Keys are the names the loss terms are
+logged under: ``keypoints_2d`` (:func:`keypoint_2d_loss`, :func:`full_image_keypoint_loss`,
+:func:`full2_loss`), ``keypoints_3d``, ``pose``, ``betas`` (:func:`shape_loss`), ``vertices``,
+``cam_prior`` (:func:`camera_scale_prior`), and the method-specific terms; :class:`LossWeights`
+holds the SPIN-lineage ones for the loss sets (:mod:`hmrkit.losses.sets`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["SPIN_WEIGHTS", "MULTIROI_WEIGHTS", "WHMR_WEIGHTS", "weighted_sum"]
+__all__ = ["LossWeights", "SPIN_WEIGHTS", "MULTIROI_WEIGHTS", "WHMR_WEIGHTS", "weighted_sum"]
 
-SPIN_WEIGHTS: dict[str, float] = {
-    "keypoints_2d": 300.0,
-    "keypoints_3d": 300.0,
-    "pose": 60.0,
-    "shape": 0.06,
-    "camera": 60.0,
-    "vertices": 0.0,
-}
+
+@dataclass
+class LossWeights:
+    """Weights of the SPIN-lineage terms (x60 scale; methods.md "Shared conventions")."""
+
+    keypoints_2d: float = 300.0
+    """2D keypoints (SPIN: 5 x 60)."""
+    keypoints_3d: float = 300.0
+    """Pelvis-centred 3D joints (SPIN: 5 x 60)."""
+    pose: float = 60.0
+    """MSE on rotation matrices (SPIN: 1 x 60)."""
+    betas: float = 0.06
+    """MSE on shape coefficients (SPIN: 0.001 x 60)."""
+    cam_prior: float = 60.0
+    """``exp(-10 s)^2`` keeping the camera scale positive (SPIN: 1 x 60)."""
+    vertices: float = 0.0
+    """L1 on vertices (off in SPIN; W-HMR 15, Multi-RoI 60)."""
+
+
+SPIN_WEIGHTS: dict[str, float] = asdict(LossWeights())
 """SPIN (Kolotouros et al. 2019, ``train_options.py`` defaults x 60): keypoint weight 5 for 2D
 and 3D, pose 1, betas 0.001, camera prior 1 (unweighted in the sum), vertex (``shape_loss``)
 weight 0 -- SPIN leaves the per-vertex L1 off. CLIFF, PyMAF and ImpHMR train with these."""
@@ -34,7 +48,7 @@ MULTIROI_WEIGHTS: dict[str, float] = {
     "keypoints_3d": 300.0,
     "vertices": 60.0,
     "pose": 60.0,
-    "shape": 0.06,
+    "betas": 0.06,
     "camera_consistency": 60.0,
     "contrastive": 6.0,
 }
@@ -47,9 +61,9 @@ WHMR_WEIGHTS: dict[str, float] = {
     "keypoints_2d": 300.0,
     "keypoints_3d": 300.0,
     "pose": 60.0,
-    "shape": 0.06,
+    "betas": 0.06,
     "vertices": 15.0,
-    "camera": 1.0,
+    "cam_prior": 1.0,
     "iuv_index": 2.0,
     "iuv_part": 0.3,
     "iuv_uv": 0.5,

@@ -3,7 +3,7 @@
 Every function takes ``pred`` and ``gt`` of shape ``(B, N, 3)`` in a common frame and returns a
 ``(B,)`` tensor: the mean Euclidean distance over the N points after the alignment its name
 promises. ``valid (B, N)`` (bool, or 0/1 float used as weights) restricts the mean to visible
-joints; a sample with no valid point gives NaN (skipped by :func:`hmrkit.metrics.summarize`).
+joints; a sample with no valid point gives NaN (``nanmean`` skips it).
 
 Root alignment (MPJPE, PVE, N-*) needs an explicit choice, since the root index depends on the
 keypoint set: ``root=0`` (e.g. SMPL/H36M pelvis), ``root=(2, 3)`` (mean of the listed points, e.g.

@@ -1,15 +1,17 @@
 """Checkpoints: atomic writes during training, loading a method from a file, small exports.
 
-A training checkpoint (Lightning) records the method's class and constructor arguments
-(``hparams``), so :func:`load_method` rebuilds the method from the file alone. An *export*
-(:func:`export_method`) keeps only what inference needs: class, arguments and the weights
-(optionally in float16), e.g. the demo's shipped model; it cannot be resumed.
+A training checkpoint (Lightning) records the method's class path and its constructor
+arguments as plain data (``hyper_parameters``: parts as nested class paths,
+:mod:`hmrkit.models.parts`), so :func:`load_method` rebuilds the method from the file alone
+(the class found through :mod:`hmrkit.models.registry`). An *export* (:func:`export_method`)
+keeps only what inference needs: class, arguments and the weights (optionally in float16),
+e.g. the demo's shipped model. Checkpoints of hmrkit 0.1 (flat arguments) are upgraded on
+loading (:mod:`hmrkit.models.compat`). An export cannot be resumed.
 """
 
 from __future__ import annotations
 
 import errno
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from hmrkit.io import atomic_torch_save
+from hmrkit.models.compat import is_flat, upgrade
+from hmrkit.models.parts import build, plain
 
 EXPORT_FORMAT = "hmrkit-method"
 TRAINING_KEYS = ("state_dict", "optimizer_states", "loops")
@@ -61,32 +65,40 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return read_training_checkpoint(path)
 
 
-def _init_arguments(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The method's constructor arguments (Lightning's CLI adds private ``_*`` entries).
+def _clear_checkpoints(value: Any) -> Any:
+    """The arguments with every part's ``checkpoint`` cleared: the method's checkpoint holds
+    the trained weights, and the file that initialised a part need not exist where it is
+    loaded."""
+    if isinstance(value, dict):
+        out = {k: _clear_checkpoints(v) for k, v in value.items()}
+        if "class_path" in out and "checkpoint" in (out.get("init_args") or {}):
+            out["init_args"] = {**out["init_args"], "checkpoint": None}
+        return out
+    if isinstance(value, list):
+        return [_clear_checkpoints(v) for v in value]
+    return value
 
-    ``backbone_checkpoint`` is cleared: the checkpoint holds the trained backbone, and the
-    file that initialised it need not exist where the model is loaded."""
+
+def _init_arguments(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The method's constructor arguments as plain data (Lightning's CLI adds private ``_*``
+    entries); ``backbone_checkpoint`` (hmrkit 0.1) and parts' ``checkpoint`` are cleared."""
     hparams = dict(checkpoint.get("hyper_parameters") or {})
-    arguments = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    arguments = plain({k: v for k, v in hparams.items() if not k.startswith("_")})
     if "backbone_checkpoint" in arguments:
         arguments["backbone_checkpoint"] = None
-    return arguments
+    return _clear_checkpoints(arguments)
 
 
 def _method_class(path: str, checkpoint: dict[str, Any]) -> type:
-    from hmrkit.models.methods import MethodModule
+    from hmrkit.models.registry import RegistryError, method_class
 
     name = (checkpoint.get("hmrkit") or {}).get("method")
     if not name:
         raise CheckpointError(f"{path}: not an hmrkit method checkpoint (no 'hmrkit' entry)")
-    module, _, qualname = name.rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module), qualname)
-    except (ImportError, AttributeError) as err:
-        raise CheckpointError(f"{path}: method class {name} not found ({err})") from err
-    if not (isinstance(cls, type) and issubclass(cls, MethodModule)):
-        raise CheckpointError(f"{path}: {name} is not an hmrkit MethodModule")
-    return cls
+        return method_class(name)
+    except RegistryError as err:
+        raise CheckpointError(f"{path}: {err}") from None
 
 
 def read_checkpoint(path) -> dict[str, Any]:
@@ -135,12 +147,16 @@ def load_method(path, device: str | torch.device = "cpu"):
     """The method stored in ``path`` (a training checkpoint or an export), in eval mode."""
     checkpoint = read_checkpoint(path)
     cls = _method_class(str(path), checkpoint)
+    arguments = _init_arguments(checkpoint)
+    state = checkpoint["state_dict"]
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    if is_flat(name, arguments):
+        arguments, state = upgrade(name, arguments, state)
     try:
-        model = cls(**_init_arguments(checkpoint))
-    except TypeError as err:
+        model = build(cls, arguments)
+    except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: arguments do not fit {cls.__name__} ({err})") from err
-    state = {k: v.float() if v.is_floating_point() else v
-             for k, v in checkpoint["state_dict"].items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(

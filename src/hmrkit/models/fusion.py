@@ -8,8 +8,10 @@ and their boxes ``B (B, M, 3)`` (the CLIFF box information of each RoI,
 - fusion weights ``w (B, M, M)``, each row a distribution over the RoIs ``n`` (sums to one),
 - the RoI-shared feature ``u_bar = mean_m u_m`` (B, D) (the paper's average pooling, eq. 6).
 
-Variants (:func:`build_fusion`, the ``fusion`` argument of
-:class:`hmrkit.models.methods.multiroi.MultiRoI`):
+Variants (the ``fusion`` part of :class:`hmrkit.models.methods.multiroi.MultiRoI`, a class path;
+:data:`FUSIONS` names them). Every variant is built as ``Fusion(dim, num_rois, box_dim, ...)``:
+the first three are given by the method (feature width, RoIs, box information width), the
+others are the variant's own settings:
 
 - ``"raf"`` :class:`RoIAwareFusion`, the paper's eqs. 2-4 (default) with the relation computed
   as the PE of the box difference (the literal eq. 2 cancels in eq. 4's softmax, see the class);
@@ -41,7 +43,6 @@ __all__ = [
     "FusionOutput",
     "NoFusion",
     "RoIAwareFusion",
-    "build_fusion",
     "positional_encoding",
     "positional_encoding_dim",
 ]
@@ -145,8 +146,10 @@ class RoIAwareFusion(nn.Module):
 
     RELATIONS = ("relative", "relative-paper", "absolute", "none")
 
-    def __init__(self, dim: int, box_dim: int = 3, frequencies: int = PE_FREQUENCIES,
-                 relation: str = "relative"):
+    def __init__(self, dim: int, num_rois: int = 5, box_dim: int = 3,
+                 frequencies: int = PE_FREQUENCIES, relation: str = "relative"):
+        """``frequencies``: ``L`` of the positional encoding (paper: 32); ``relation``: see the
+        class doc (Table 3 ablations)."""
         super().__init__()
         if relation not in self.RELATIONS:
             raise ValueError(
@@ -189,8 +192,9 @@ class CodeRoIFusion(nn.Module):
     construction (the MLP reads the pairs in order).
     """
 
-    def __init__(self, dim: int, num_rois: int, box_dim: int = 3,
+    def __init__(self, dim: int, num_rois: int = 5, box_dim: int = 3,
                  frequencies: int = PE_FREQUENCIES, hidden: int = 256):
+        """``hidden``: width of the pair embedding and of the MLP (code: 256)."""
         super().__init__()
         self.dim, self.num_rois = dim, num_rois
         self.box_dim, self.frequencies = box_dim, frequencies
@@ -226,8 +230,9 @@ class AttentionFusion(nn.Module):
     backbone features themselves, so ``u_m`` stays a convex combination like RAF's).
     """
 
-    def __init__(self, dim: int, box_dim: int = 3, frequencies: int = PE_FREQUENCIES,
-                 attention_dim: int = 256):
+    def __init__(self, dim: int, num_rois: int = 5, box_dim: int = 3,
+                 frequencies: int = PE_FREQUENCIES, attention_dim: int = 256):
+        """``attention_dim``: width of the queries and keys."""
         super().__init__()
         self.dim, self.box_dim, self.frequencies = dim, box_dim, frequencies
         self.pe_dim = positional_encoding_dim(box_dim, frequencies)
@@ -247,7 +252,7 @@ class NoFusion(nn.Module):
     """No fusion ("w/o RAF" ablation, paper Table 2; code ``wo_fuse``): ``u_m = h_m`` and the
     shared feature is the mean of the backbone features."""
 
-    def __init__(self, box_dim: int = 3):
+    def __init__(self, dim: int = 0, num_rois: int = 5, box_dim: int = 3):
         super().__init__()
         self.box_dim = box_dim
 
@@ -259,24 +264,8 @@ class NoFusion(nn.Module):
         return FusionOutput(h, h.mean(dim=1), eye)
 
 
-FUSIONS = ("raf", "raf-code", "attention", "none")
-"""Names accepted by :func:`build_fusion`."""
-
-
-def build_fusion(name: str, dim: int, num_rois: int, box_dim: int = 3,
-                 frequencies: int = PE_FREQUENCIES, relation: str = "relative",
-                 hidden: int = 256) -> nn.Module:
-    """The fusion module called ``name`` (:data:`FUSIONS`) for ``dim``-D features.
-
-    ``relation`` is used by ``"raf"``; ``hidden`` is the code fusion's width and the attention
-    size of ``"attention"``; ``frequencies`` is ``L`` of the positional encoding.
-    """
-    if name == "raf":
-        return RoIAwareFusion(dim, box_dim, frequencies, relation)
-    if name == "raf-code":
-        return CodeRoIFusion(dim, num_rois, box_dim, frequencies, hidden)
-    if name == "attention":
-        return AttentionFusion(dim, box_dim, frequencies, hidden)
-    if name == "none":
-        return NoFusion(box_dim)
-    raise ValueError(f"unknown fusion {name!r}; choose one of {FUSIONS}")
+FUSIONS: dict[str, type[nn.Module]] = {
+    "raf": RoIAwareFusion, "raf-code": CodeRoIFusion, "attention": AttentionFusion,
+    "none": NoFusion,
+}
+"""Short names of the variants (the ablation tables, checkpoints of hmrkit < 0.2)."""

@@ -11,23 +11,26 @@ backbone and regresses, per joint ``k``, with integral (soft-argmax) regression
 
 ``p_k`` in normalised crop coordinates ([-1, 1]), ``z_k`` the joint depth minus the root's
 in metres. Loss: ``mean_k c_k |p_k - p_k^gt|_1 + depth_weight * mean_k |z_k - z_k^gt|``.
-Only the backbone is kept: a checkpoint of this module is a valid ``backbone_checkpoint``
-of every method with the same backbone (:func:`hmrkit.models.backbones.load_backbone_weights`
-keeps its ``backbone.*`` weights).
+Only the backbone is kept: a checkpoint of this module is a valid ``checkpoint`` of the
+backbone of every method with the same backbone (:class:`hmrkit.models.backbones.TimmBackbone`;
+:func:`hmrkit.models.backbones.load_backbone_weights` keeps its backbone weights).
 
     hmrkit train --config configs/keypoints-r18-96-cpu.yaml
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hmrkit.losses import crop_normalized_keypoints
-from hmrkit.models.backbones import build_backbone, register_imagenet_normalisation
-from hmrkit.models.optim import adam_with_schedule, check_schedule
+from hmrkit.geometry.crops import CropBox
+from hmrkit.models.backbones import TimmBackbone
+from hmrkit.models.methods.base import Optim
+from hmrkit.models.optim import adam_with_schedule
 
 PRETEXT_JOINTS = "smpl24"
 """The pretext supervises the body model's 24 joints (2D label set ``keypoints2d/smpl24``,
@@ -50,41 +53,38 @@ def integral_keypoints(logits: Tensor, depth: Tensor) -> tuple[Tensor, Tensor]:
 class KeypointPretext(L.LightningModule):
     """Backbone + multi-scale integral-regression head for 2D joints and relative depth."""
 
+    num_rois = 1
+    """One crop per person (what the training data must cut, as for methods)."""
+
     def __init__(
         self,
-        backbone: str = "resnet18",
-        image_size: int = 224,
-        backbone_checkpoint: str | None = None,
+        backbone: Callable[[int], TimmBackbone] = TimmBackbone,
+        crop_size: int = 224,
         head_channels: int = 128,
         scales: int = 3,
         depth_weight: float = 1.0,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        lr_schedule: str = "cosine",
-        warmup_steps: int = 50,
+        optim: Optim | None = None,
     ):
         """
         Args:
-            backbone: timm backbone name (:data:`hmrkit.models.backbones.BACKBONES`).
-            image_size: crop side in pixels.
-            backbone_checkpoint: optional local weights to start from.
+            backbone: the timm backbone to train (:class:`hmrkit.models.backbones.TimmBackbone`),
+                built with ``image_size=crop_size``.
+            crop_size: crop side in pixels.
             head_channels: width of the head.
             scales: backbone stages fused by the head (the last ``scales`` intermediates).
             depth_weight: weight of the relative-depth term (0: 2D only).
-            lr, weight_decay, lr_schedule, warmup_steps: Adam and its schedule
-                (:func:`hmrkit.models.optim.adam_with_schedule`).
+            optim: Adam and its schedule (default: lr 1e-3, cosine, 50 warm-up steps).
         """
         super().__init__()
-        check_schedule(lr_schedule)
         self.save_hyperparameters()
-        self.image_size, self.scales, self.depth_weight = image_size, scales, depth_weight
-        self.lr, self.weight_decay = lr, weight_decay
-        self.lr_schedule, self.warmup_steps = lr_schedule, warmup_steps
-        self.backbone, _ = build_backbone(backbone, image_size, backbone_checkpoint)
-        if not hasattr(self.backbone, "forward_intermediates"):
-            raise ValueError(f"backbone '{backbone}' has no forward_intermediates in this timm")
+        self.crop_size, self.scales, self.depth_weight = int(crop_size), scales, depth_weight
+        self.optim = optim or Optim(lr=1e-3, schedule="cosine", warmup_steps=50)
+        self.backbone = backbone(image_size=self.crop_size)
+        if not hasattr(self.backbone.net, "forward_intermediates"):
+            raise ValueError(f"backbone {type(self.backbone.net).__name__} has no "
+                             "forward_intermediates in this timm")
         with torch.no_grad():
-            maps = self._intermediates(torch.zeros(1, 3, image_size, image_size))
+            maps = self._intermediates(torch.zeros(1, 3, self.crop_size, self.crop_size))
         self.lateral = nn.ModuleList(nn.Conv2d(m.shape[1], head_channels, 1) for m in maps)
         self.fuse = nn.Sequential(
             nn.Conv2d(head_channels, head_channels, 3, padding=1),
@@ -92,16 +92,18 @@ class KeypointPretext(L.LightningModule):
         )
         self.num_joints = 24
         self.out = nn.Conv2d(head_channels, 2 * self.num_joints, 1)
-        register_imagenet_normalisation(self)
+
+    def input_keys(self) -> tuple[str, ...]:
+        return ("image", "crop_affine", "box_center", "box_size")
 
     def _intermediates(self, image: Tensor) -> list[Tensor]:
-        _, maps = self.backbone.forward_intermediates(image, indices=self.scales)
+        _, maps = self.backbone.net.forward_intermediates(image, indices=self.scales)
         return maps
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 3, S, S) RGB in [0, 1] -> ``(B, 24, 2)`` normalised crop coordinates and
         ``(B, 24)`` depth relative to the root (m)."""
-        maps = self._intermediates((image - self.pixel_mean) / self.pixel_std)
+        maps = self._intermediates(self.backbone.normalize(image))
         size = max((m.shape[-2:] for m in maps), key=lambda s: s[0] * s[1])
         fused = sum(F.interpolate(lat(m), size=size, mode="bilinear", align_corners=False)
                     for lat, m in zip(self.lateral, maps, strict=True))
@@ -110,8 +112,8 @@ class KeypointPretext(L.LightningModule):
 
     def targets(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Labels: normalised crop 2D ``(B, 24, 2)``, confidences ``(B, 24)``, relative depth."""
-        kp = crop_normalized_keypoints(batch[f"keypoints2d/{PRETEXT_JOINTS}"],
-                                       batch["crop_affine"], self.image_size)
+        crop = CropBox.from_sample(batch, self.crop_size)
+        kp = crop.normalize(batch[f"keypoints2d/{PRETEXT_JOINTS}"])
         joints = batch["joints3d"]
         return kp[..., :2], kp[..., 2], joints[..., 2] - joints[:, :1, 2]
 
@@ -138,12 +140,12 @@ class KeypointPretext(L.LightningModule):
         xy, z = self(batch["image"])
         gt_xy, conf, gt_z = self.targets(batch)
         visible = conf > 0
-        px = ((xy - gt_xy).norm(dim=-1) * self.image_size / 2)[visible].mean()
+        px = ((xy - gt_xy).norm(dim=-1) * self.crop_size / 2)[visible].mean()
         mm = ((z - gt_z).abs() * 1000).mean()
         bs = batch["image"].shape[0]
         self.log("val/keypoint_px", px, prog_bar=True, batch_size=bs, sync_dist=True)
         self.log("val/depth_mm", mm, batch_size=bs, sync_dist=True)
 
     def configure_optimizers(self):
-        return adam_with_schedule(self, self.lr, self.weight_decay, self.lr_schedule,
-                                  self.warmup_steps)
+        o = self.optim
+        return adam_with_schedule(self, o.lr, o.weight_decay, o.schedule, o.warmup_steps)

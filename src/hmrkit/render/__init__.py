@@ -1,7 +1,7 @@
 """CPU rendering: a G-buffer rasteriser (triangle id, barycentrics, depth per pixel) and the
 dense maps derived from it (silhouette, depth, normals, vertex colours, textured RGB, IUV).
 
-Pixel centres sit at integer image coordinates (OpenCV); see :mod:`.gbuffer`.
+Pixel centres sit at ``i + 0.5``, hmrkit's one pixel convention; see :mod:`.gbuffer`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from .gbuffer import (
     BACKENDS,
     GBuffer,
     available_backends,
-    intrinsics_matrix,
+    camera_matrix,
     rasterize,
     resolve_backend,
 )
@@ -36,10 +36,10 @@ __all__ = [
     "GBuffer",
     "accumulate_to_vertices",
     "available_backends",
+    "camera_matrix",
     "depth_map",
     "face_normals",
     "interpolate",
-    "intrinsics_matrix",
     "inverse_depth_map",
     "normal_map",
     "part_and_uv",

@@ -39,17 +39,17 @@ _MAX_TRIANGLES = 1 << 24  # ids travel as float32, exact below 2^24
 
 
 def projection_matrix(K: np.ndarray, image_size, near: float, far: float) -> np.ndarray:
-    """OpenGL clip matrix for OpenCV intrinsics with pixel centres at integer coordinates.
+    """OpenGL clip matrix for intrinsics in hmrkit's pixel convention (centres at ``i + 0.5``).
 
-    Window coordinates are ``(u + 0.5, v + 0.5)`` for the image point ``(u, v)`` (GL samples
-    pixel centres at half-integers) and window rows are image rows, so the framebuffer is
-    read back without a flip.  Depth maps ``[near, far]`` to NDC ``[-1, 1]``.
+    Window coordinates are the image points themselves (GL samples pixel centres at
+    half-integers, as hmrkit does) and window rows are image rows, so the framebuffer is read
+    back without a flip.  Depth maps ``[near, far]`` to NDC ``[-1, 1]``.
     """
     W, H = image_size
     return np.array(
         [
-            [2 * K[0, 0] / W, 2 * K[0, 1] / W, 2 * (K[0, 2] + 0.5) / W - 1, 0.0],
-            [0.0, 2 * K[1, 1] / H, 2 * (K[1, 2] + 0.5) / H - 1, 0.0],
+            [2 * K[0, 0] / W, 2 * K[0, 1] / W, 2 * K[0, 2] / W - 1, 0.0],
+            [0.0, 2 * K[1, 1] / H, 2 * K[1, 2] / H - 1, 0.0],
             [0.0, 0.0, (far + near) / (far - near), -2 * far * near / (far - near)],
             [0.0, 0.0, 1.0, 0.0],
         ]

@@ -1,10 +1,11 @@
 """Embree backend: one ray per pixel centre through :mod:`embreex`.
 
-Rays ``d = K^-1 (u, v, 1)`` (z component 1, not unit length) start on the near plane at
-``near * d``, which clips exactly like the OpenGL backend.  Embree reports ``t`` in units of
-``|d|``, so the camera depth of a hit is ``near + t * d_z = near + t``; barycentrics are
-``(1 - u - v, u, v)``.  Only pixels inside the projected bounding box of the mesh are cast.
-The last scene is kept and reused while the same vertices and faces come back.
+Rays ``d = K^-1 (u + 0.5, v + 0.5, 1)`` through the pixel centres (z component 1, not unit
+length) start on the near plane at ``near * d``, which clips exactly like the OpenGL backend.
+Embree reports ``t`` in units of ``|d|``, so the camera depth of a hit is
+``near + t * d_z = near + t``; barycentrics are ``(1 - u - v, u, v)``.  Only pixels inside
+the projected bounding box of the mesh are cast.  The last scene is kept and reused while the
+same vertices and faces come back.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def _pixel_box(points: np.ndarray, K: np.ndarray, image_size, near: float) -> np
     W, H = image_size
     if points[:, 2].min() > near:
         uv = points @ K.T
-        uv = uv[:, :2] / uv[:, 2:]
+        uv = uv[:, :2] / uv[:, 2:] - 0.5  # pixel (u, v) samples u + 0.5, v + 0.5
         u0, v0 = np.clip(np.floor(uv.min(0)).astype(np.int64), 0, [W - 1, H - 1])
         u1, v1 = np.clip(np.ceil(uv.max(0)).astype(np.int64), 0, [W - 1, H - 1])
     else:  # the mesh reaches behind the near plane: its projection is unbounded

@@ -5,8 +5,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from hmrkit.geometry.cameras import Camera
+
 from .gbuffer import rasterize
 from .maps import normal_map
+
+OVERLAY_OPACITY = 0.7
+"""Opacity of meshes drawn over photos (:func:`render_overlay`)."""
 
 LIGHT_DIRECTION = np.array([0.3, -0.5, -1.0]) / np.linalg.norm([0.3, -0.5, -1.0])
 """Direction towards the light in the camera frame (from the viewer, a little above-left)."""
@@ -15,13 +20,16 @@ LIGHT_DIRECTION = np.array([0.3, -0.5, -1.0]) / np.linalg.norm([0.3, -0.5, -1.0]
 def shade(
     vertices: np.ndarray,
     faces: np.ndarray,
-    K: np.ndarray,
+    camera,
     image_size: tuple[int, int],
     color: tuple[float, float, float] = (0.65, 0.74, 0.86),
     ambient: float = 0.35,
 ) -> np.ndarray:
-    """Lambert-shaded render of a camera-frame mesh: (H, W, 4) uint8 RGBA, alpha = mask."""
-    gbuf = rasterize(np.asarray(vertices), np.asarray(faces), K, image_size)
+    """Lambert-shaded render of a camera-frame mesh: (H, W, 4) uint8 RGBA, alpha = mask.
+
+    ``camera``: a :class:`~hmrkit.geometry.cameras.Camera` or intrinsics (see
+    :func:`hmrkit.render.gbuffer.rasterize`)."""
+    gbuf = rasterize(np.asarray(vertices), np.asarray(faces), camera, image_size)
     normals = normal_map(gbuf, vertices, faces, smooth=True)
     lambert = np.clip(normals @ LIGHT_DIRECTION, 0.0, 1.0)
     intensity = ambient + (1.0 - ambient) * lambert
@@ -71,27 +79,41 @@ def fit_camera(
     return moved, K
 
 
-def body_to_camera(vertices: np.ndarray) -> np.ndarray:
-    """Body frame (y up, facing +z) to an OpenCV camera looking at the body's front."""
-    return vertices * np.array([1.0, -1.0, -1.0])  # 180 deg about x
+def merge_meshes(vertex_sets: list[np.ndarray], faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One mesh of several copies of a mesh topology: stacked vertices, offset faces."""
+    offsets = np.cumsum([0] + [len(v) for v in vertex_sets[:-1]])
+    return np.concatenate(vertex_sets), np.concatenate([faces + o for o in offsets])
 
 
-def render_views(
-    vertices_body: np.ndarray,
-    faces: np.ndarray,
-    size: int = 256,
-    views: tuple[str, ...] = ("front", "side"),
-    color: tuple[float, float, float] = (0.65, 0.74, 0.86),
-    background: int = 255,
-) -> list[np.ndarray]:
-    """Shaded RGB renders of a body-frame mesh seen from the given views."""
-    cam = body_to_camera(vertices_body)
-    images = []
-    for view in views:
-        moved, K = fit_camera(orbit(cam, view), (size, size))
-        rgba = shade(moved, faces, K, (size, size), color)
-        images.append(overlay(np.full((size, size, 3), background, np.uint8), rgba, 1.0))
-    return images
+def render_overlay(image: np.ndarray, vertex_sets, faces, camera: Camera,
+                   opacity: float = OVERLAY_OPACITY) -> np.ndarray:
+    """The persons' camera-frame meshes shaded over ``image``, seen by ``camera``: one camera
+    for all of them, or one per mesh (e.g. a predicted focal per person; each mesh is then
+    drawn with its own, the farthest first)."""
+    H, W = image.shape[:2]
+    cams = [camera[i] for i in range(len(camera))] if len(camera) > 1 else None
+    keep = [i for i, v in enumerate(vertex_sets) if np.isfinite(v).all() and (v[:, 2] > 0).any()]
+    if not keep:
+        return image.copy()
+    if cams is None:
+        rgba = shade(*merge_meshes([vertex_sets[i] for i in keep], faces), camera, (W, H))
+        return overlay(image, rgba, opacity)
+    out = image
+    for i in sorted(keep, key=lambda i: -float(np.median(vertex_sets[i][:, 2]))):
+        out = overlay(out, shade(vertex_sets[i], faces, cams[i], (W, H)), opacity)
+    return out
+
+
+def render_side(vertex_sets, faces, image_size: tuple[int, int]) -> np.ndarray:
+    """The persons seen from their side (turned 90 deg about the vertical), on white."""
+    W, H = image_size
+    canvas = np.full((H, W, 3), 255, np.uint8)
+    finite = [v for v in vertex_sets if np.isfinite(v).all()]
+    if not finite:
+        return canvas
+    vertices, faces = merge_meshes(finite, faces)
+    moved, K = fit_camera(orbit(vertices, "side"), (W, H))
+    return overlay(canvas, shade(moved, faces, K, (W, H)), 1.0)
 
 
 def draw_keypoints(
@@ -105,7 +127,7 @@ def draw_keypoints(
     """Draw 2D keypoints (N, 2) in pixels and their skeleton edges on a copy of ``image``."""
     out = np.ascontiguousarray(image.copy())
     vis = np.ones(len(keypoints), bool) if visible is None else np.asarray(visible) > 0
-    pts = np.round(np.asarray(keypoints)).astype(int)
+    pts = np.floor(np.asarray(keypoints)).astype(int)  # the pixel holding the point (OpenCV)
     for a, b in edges:
         if vis[a] and vis[b]:
             cv2.line(out, tuple(pts[a]), tuple(pts[b]), color, max(1, radius // 2), cv2.LINE_AA)

@@ -1,11 +1,12 @@
 """CPU G-buffer rasteriser: visible triangle id, barycentrics and depth for every pixel.
 
 Conventions (see ``notes/design.md``): camera frame x right, y down, z forward (OpenCV),
-metres and pixels.  **Pixel centres are at integer coordinates**: the pixel in row ``v`` and
-column ``u`` samples the ray through the continuous image point ``(u, v)``, where a camera
-point ``X`` projects to ``K X / Z`` (OpenCV ``projectPoints``).  The image covers
-``[-0.5, W - 0.5] x [-0.5, H - 0.5]``; the pixel holding a projected point ``x`` is
-``round(x)``; an exactly centred principal point is ``((W - 1) / 2, (H - 1) / 2)``.
+metres and pixels, and hmrkit's one pixel convention (:mod:`hmrkit.geometry.cameras`): the
+pixel in row ``v`` and column ``u`` covers ``[u, u + 1) x [v, v + 1)`` and samples the ray
+through its centre ``(u + 0.5, v + 0.5)``, where a camera point ``X`` projects to ``K X / Z``.
+The image covers ``[0, W] x [0, H]``; the pixel holding a projected point ``x`` is
+``floor(x)``; an exactly centred principal point is ``(W / 2, H / 2)``. The camera is a
+:class:`hmrkit.geometry.cameras.Camera` (one camera) or its intrinsics.
 
 Two backends give the same answer up to pixel centres that lie exactly on a shared edge:
 
@@ -27,6 +28,8 @@ from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
+
+from hmrkit.geometry.cameras import Camera, intrinsics_matrix
 
 BACKENDS = ("auto", "moderngl", "embree")
 """Values accepted by ``rasterize(backend=...)``."""
@@ -79,22 +82,27 @@ class GBuffer:
         )
 
 
-def intrinsics_matrix(K) -> np.ndarray:
-    """(3, 3) float64 intrinsics from a matrix or from ``(fx, fy, cx, cy)``."""
-    K = _numpy(K, np.float64)
+def camera_matrix(camera) -> np.ndarray:
+    """(3, 3) float64 intrinsics of one camera: a :class:`~hmrkit.geometry.cameras.Camera` of
+    batch 1, an upper-triangular 3x3 matrix or ``(fx, fy, cx, cy)`` (numpy or torch)."""
+    if isinstance(camera, Camera):
+        if len(camera) != 1:
+            raise ValueError(f"render one camera at a time, got a batch of {len(camera)}")
+        camera = camera.K[0]
+    K = _numpy(camera, np.float64)
     if K.shape == (4,):
-        fx, fy, cx, cy = K
-        return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+        return intrinsics_matrix(K[:2][None], K[2:][None])[0].numpy()
     if K.shape != (3, 3) or K[1, 0] != 0 or K[2, 0] != 0 or K[2, 1] != 0 or K[2, 2] == 0:
         raise ValueError(f"intrinsics must be (fx, fy, cx, cy) or upper-triangular 3x3, got {K}")
     return K / K[2, 2]
 
 
 def pixel_rays(K: np.ndarray, image_size: tuple[int, int], index: np.ndarray) -> np.ndarray:
-    """(N, 3) float64 ray directions ``K^-1 (u, v, 1)`` (z = 1) of flat pixel indices."""
+    """(N, 3) float64 ray directions ``K^-1 (u + 0.5, v + 0.5, 1)`` (z = 1) through the centres
+    of flat pixel indices."""
     W = int(image_size[0])
-    u = (index % W).astype(np.float64)
-    v = (index // W).astype(np.float64)
+    u = (index % W).astype(np.float64) + 0.5
+    v = (index // W).astype(np.float64) + 0.5
     y = (v - K[1, 2]) / K[1, 1]
     x = (u - K[0, 2] - K[0, 1] * y) / K[0, 0]
     return np.stack([x, y, np.ones_like(x)], axis=1)
@@ -110,22 +118,28 @@ def default_near(vertices: np.ndarray) -> float:
 def rasterize(
     vertices,
     faces,
-    K,
-    image_size: tuple[int, int],
+    camera,
+    image_size: tuple[int, int] | None = None,
     backend: str = "auto",
     near: float | None = None,
 ) -> GBuffer:
     """Rasterise a camera-frame mesh into a :class:`GBuffer`.
 
-    ``vertices`` (V, 3) metres in the camera frame, ``faces`` (F, 3) vertex indices, ``K``
-    a 3x3 intrinsics matrix or ``(fx, fy, cx, cy)``, ``image_size`` ``(W, H)``.  Both sides
+    ``vertices`` (V, 3) metres in the camera frame, ``faces`` (F, 3) vertex indices,
+    ``camera`` a :class:`~hmrkit.geometry.cameras.Camera` (its image size is used unless
+    ``image_size`` is given), a 3x3 intrinsics matrix or ``(fx, fy, cx, cy)``, ``image_size``
+    ``(W, H)``.  Both sides
     of every face are drawn (no culling).  ``backend``: ``"auto"`` (moderngl when an EGL
     context can be made, else embree), ``"moderngl"`` or ``"embree"``.  ``near``: clipping
     plane depth in metres (default :func:`default_near`).  Torch tensors are accepted.
     """
     vertices = _numpy(vertices, np.float64).reshape(-1, 3)
     faces = _numpy(faces, np.int64).reshape(-1, 3)
-    K = intrinsics_matrix(K)
+    if image_size is None:
+        if not isinstance(camera, Camera):
+            raise ValueError("rasterize: give image_size (W, H) with intrinsics, or a Camera")
+        image_size = tuple(int(v) for v in camera.image_size[0].tolist())
+    K = camera_matrix(camera)
     W, H = int(image_size[0]), int(image_size[1])
     if W < 1 or H < 1:
         raise ValueError(f"image_size must be positive (W, H), got {image_size}")

@@ -186,7 +186,7 @@ def vertex_visibility_depth(
 ) -> np.ndarray:
     """(V,) bool, stricter: a z-buffer test at the vertex's projection.
 
-    The vertex must project inside the image onto a foreground pixel ``p = round(K v / z)``
+    The vertex must project inside the image onto a foreground pixel ``p = floor(K v / z)``
     and lie no more than ``tolerance`` metres behind the surface seen there.  That surface's
     depth is taken along the vertex's own ray, on the plane of the triangle visible at ``p``
     and clamped to that triangle's depth range (exact where the triangle holds the vertex),
@@ -198,7 +198,7 @@ def vertex_visibility_depth(
     z = v[:, 2]
     visible = z > 0
     uvw = v[visible] @ gbuf.K.T
-    pix = np.round(uvw[:, :2] / uvw[:, 2:]).astype(np.int64)
+    pix = np.floor(uvw[:, :2] / uvw[:, 2:]).astype(np.int64)
     inside = (pix[:, 0] >= 0) & (pix[:, 0] < W) & (pix[:, 1] >= 0) & (pix[:, 1] < H)
     pix = np.where(inside[:, None], pix, 0)
     tri = gbuf.triangle_id[pix[:, 1], pix[:, 0]]

@@ -86,6 +86,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from hmrkit.body.keypoints import SMPL24_NAMES, SMPL24_PARENTS, flip_permutation
+from hmrkit.geometry.rotations import MIRROR
 
 JOINT_NAMES = SMPL24_NAMES
 """The 24 joints of SMPL's tree (also Anny-24's)."""
@@ -95,8 +96,7 @@ _J = {name: i for i, name in enumerate(JOINT_NAMES)}
 
 FLIP = np.array(flip_permutation(JOINT_NAMES))
 """Left-right partner of each joint."""
-MIRROR = np.diag([-1.0, 1.0, 1.0])
-"""The body's mirror plane x -> -x: a mirrored pose is ``MIRROR R[FLIP] MIRROR``."""
+# the body's mirror plane x -> -x: a mirrored pose is ``MIRROR R[FLIP] MIRROR``
 
 _RIGHT = np.array([name.startswith("right_") for name in JOINT_NAMES])
 SIDE_SIGN = np.where(_RIGHT[:, None], np.array([1.0, -1.0, -1.0]), 1.0)
@@ -1224,3 +1224,28 @@ def benchmark(n: int = 2000, seed: int = 0) -> dict[str, float]:
     return {"poses_per_s": plain, "poses_per_s_self_intersection": checked,
             "intersection_rejected_fraction": sampler.stats["intersection_rejected"]
             / max(sampler.stats["drawn"], 1)}
+
+
+MEAN_POSE_SAMPLES = 4096
+"""Poses averaged by :func:`mean_pose` (with :class:`PoseSampler` seed 0)."""
+
+
+def mean_pose(samples: int = MEAN_POSE_SAMPLES, seed: int = 0) -> torch.Tensor:
+    """(24, 3, 3) float64 mean of the pose distribution: per joint, the rotation closest to the
+    average rotation matrix of ``samples`` poses of :class:`PoseSampler` (``seed``). The
+    regressors start from it: ``hmrkit/models/weights/mean_pose.npz`` holds it
+    (``python -m hmrkit.data.synthetic.poses OUT.npz`` writes it again)."""
+    import roma
+
+    poses = PoseSampler(seed=seed).sample(samples).double()
+    return roma.special_procrustes(poses.mean(0))
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="write the mean pose of the distribution")
+    parser.add_argument("out", help="the .npz to write (key 'rotmat', (24, 3, 3) float64)")
+    args = parser.parse_args()
+    np.savez(args.out, rotmat=mean_pose().numpy(), samples=MEAN_POSE_SAMPLES, seed=0)
+    print(f"wrote {args.out}")

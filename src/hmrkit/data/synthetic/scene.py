@@ -17,7 +17,6 @@ with ``R_base = diag(1, -1, -1)`` for a level camera looking along world -z.
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 
@@ -33,6 +32,7 @@ from hmrkit.data.synthetic.appearance import Outfit, paint_texture
 from hmrkit.data.synthetic.backgrounds import BackgroundSource
 from hmrkit.data.synthetic.mix import POSE_MIXES
 from hmrkit.geometry import rotations
+from hmrkit.geometry.cameras import Camera, focal_from_35mm
 from hmrkit.render.gbuffer import rasterize
 from hmrkit.render.maps import _interpolate_corners, sample_texture, vertex_normals
 
@@ -165,7 +165,9 @@ R_BASE = np.diag([1.0, -1.0, -1.0])
 
 
 @dataclass
-class Camera:
+class SceneCamera:
+    """The camera drawn for one scene: image size, focal, pitch and roll over the ground."""
+
     width: int
     height: int
     focal: float
@@ -174,25 +176,33 @@ class Camera:
     cam_to_world: np.ndarray = field(repr=False)
 
     @property
+    def camera(self) -> Camera:
+        """hmrkit's :class:`~hmrkit.geometry.cameras.Camera` of this scene (batch of 1, float64;
+        principal point at the image centre)."""
+        size = torch.tensor([[self.width, self.height]], dtype=torch.float64)
+        return Camera(Camera.default(size, self.focal).intrinsics, size,
+                      torch.as_tensor(self.cam_to_world, dtype=torch.float64)[None])
+
+    @property
     def K(self) -> np.ndarray:
-        return np.array([[self.focal, 0, self.width / 2], [0, self.focal, self.height / 2],
-                         [0, 0, 1.0]])
+        """(3, 3) float64 intrinsics."""
+        return self.camera.K[0].numpy()
 
 
-def sample_camera(config: SceneConfig, rng: np.random.Generator) -> Camera:
+def sample_camera(config: SceneConfig, rng: np.random.Generator) -> SceneCamera:
     long_side = rng.uniform(*config.image_long_side)
     aspect = config.aspects[int(rng.integers(len(config.aspects)))]
     W, H = (long_side, long_side / aspect) if aspect >= 1 else (long_side * aspect, long_side)
     W, H = int(round(W / 8) * 8), int(round(H / 8) * 8)
     f_mm = np.exp(rng.uniform(*np.log(config.focal_mm)))
-    focal = f_mm / 36.0 * max(W, H)
+    focal = focal_from_35mm(f_mm, (W, H))
     pitch = np.deg2rad(np.clip(rng.normal(0, config.pitch_deg), -2.5 * config.pitch_deg,
                                2.5 * config.pitch_deg))
     roll = np.deg2rad(np.clip(rng.normal(0, config.roll_deg), -2.5 * config.roll_deg,
                               2.5 * config.roll_deg))
     # Positive pitch tilts the camera down: its forward axis gets a negative world y.
     cam_to_world = R_BASE @ _rotation("x", pitch) @ _rotation("z", roll)
-    return Camera(W, H, float(focal), float(pitch), float(roll), cam_to_world)
+    return SceneCamera(W, H, float(focal), float(pitch), float(roll), cam_to_world)
 
 
 class SceneEngine:
@@ -201,7 +211,7 @@ class SceneEngine:
     def __init__(self, config: SceneConfig):
         from hmrkit.data.synthetic.mix import MixSampler, PoseGroup
         from hmrkit.data.synthetic.poses import PoseSampler, SelfIntersection, vertex_segments
-        from hmrkit.render.uv import UVAtlas, vertex_to_uv
+        from hmrkit.uv import UVAtlas, vertex_to_uv
 
         self.config = config
         self.body = load_body_model("anny24-full", dtype=torch.float64)
@@ -273,7 +283,7 @@ class SceneEngine:
             betas = np.where(child[:, None], children[rng.integers(len(children), size=n)], betas)
         return betas
 
-    def _people(self, cam: Camera, rng: np.random.Generator) -> list[dict]:
+    def _people(self, cam: SceneCamera, rng: np.random.Generator) -> list[dict]:
         n = 1 + int(rng.choice(len(self.config.people), p=self.config.people))
         seed = int(rng.integers(2**31))
         sampling = dict(reject_self_intersection=self.intersection is not None,
@@ -349,7 +359,7 @@ class SceneEngine:
             "support": kind, "prop": result.prop, "lean": result.lean}
 
     # ------------------------------------------------------------------ scene
-    def compose(self, index: int) -> tuple[np.random.Generator, Camera, list[dict]]:
+    def compose(self, index: int) -> tuple[np.random.Generator, SceneCamera, list[dict]]:
         """Camera and people of scene ``index`` (no rendering) and the scene's random stream,
         positioned where :meth:`render` continues it."""
         rng = scene_rng(self.config, index)
@@ -384,9 +394,7 @@ class SceneEngine:
                 seat_local.append(p["prop_local"])
             face_uv = np.concatenate([face_uv, np.zeros((len(faces) - n_person_faces, 3),
                                                         face_uv.dtype)])
-        # The rasterizer puts pixel centres at integers; hmrkit's geometry at i + 0.5.
-        gbuf = rasterize(verts, faces, cam.K - np.array([[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]]),
-                         (W, H))
+        gbuf = rasterize(verts, faces, cam.camera)
         hits = gbuf.hits
         person = hits.triangle // F
         local_tri = hits.triangle % F
@@ -581,9 +589,3 @@ def encode_scene(scene: dict, config: SceneConfig, index: int) -> dict[str, byte
 def generate_record(config: SceneConfig, index: int) -> dict[str, bytes]:
     """Scene ``index`` of ``config`` as tar members (deterministic; per-process cached engine)."""
     return encode_scene(_engine(config).render(index), config, index)
-
-
-def scene_key(config: SceneConfig, index: int) -> str:
-    """Record key, unique across seeds and splits."""
-    crc = zlib.crc32(json.dumps(config_record(config), sort_keys=True).encode()) & 0xFFFF
-    return f"{config.split}-s{config.seed}-{crc:04x}-{index:08d}"

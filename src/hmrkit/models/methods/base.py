@@ -1,121 +1,140 @@
-"""The base of every method: backbone + heads + losses + metrics as a LightningModule.
+"""The method contract: what every method declares, reads and returns.
 
-A method turns a batch of :mod:`hmrkit.data.sample` Samples into a :class:`BodyEstimate`
-(``forward``), scores it against the labels (``compute_losses``), and is evaluated with the
-shared metrics.  Subclasses implement :meth:`MethodModule.estimate` (and add losses).
-Configuration = constructor arguments (typed, documented), so Lightning's CLI builds the
-YAML configs under ``configs/`` from them and saves them with every run.
+A method is a LightningModule that
+
+- declares what the data must hold: :attr:`Method.crop_size` (side of the person crops it
+  reads, None when it reads no image), :attr:`Method.num_rois` (crops per person, Multi-RoI)
+  and :meth:`Method.input_keys` (the Sample keys :meth:`Method.estimate` reads; ``hmrkit
+  predict`` builds exactly these, and ``hmrkit train`` / ``evaluate`` read them);
+- turns a batch of Samples (:mod:`hmrkit.data.sample`) into a :class:`BodyEstimate`
+  (:meth:`Method.estimate`), whose fields are optional: rotations and shape, vertices, a
+  predicted camera, world-frame outputs, extra named outputs;
+- scores an estimate against the labels for training (:meth:`Method.compute_losses`, usually
+  its loss set, :mod:`hmrkit.losses.sets`), and may add its own metrics
+  (:meth:`Method.extra_metrics`) to the shared ones (:func:`hmrkit.metrics.scoring.score`).
+
+The base provides the body model (its name is the ``body_model`` argument; the number of shape
+coefficients comes from it), the poser of the labels (:class:`hmrkit.body.labels.LabelBodies`,
+which honours each sample's ``meta/body_model``), :meth:`Method.infer` (the estimate, posed,
+then an optional :mod:`refiner <hmrkit.models.refiners>`), the training and validation steps,
+and the optimiser. Methods are found by name or class path in :mod:`hmrkit.models.registry`.
+Configuration = constructor arguments (typed, documented): Lightning's CLI builds the YAML
+configs under ``configs/`` from them and saves them with every run.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import lightning as L
 import torch
 from torch import Tensor
 
 from hmrkit.body import BodyModel, load_body_model
-from hmrkit.body.model import BodyOutput
-from hmrkit.geometry.cameras import crop_to_full_camera
-from hmrkit.metrics import PROTOCOLS, mpjpe, n_mpjpe, pa_mpjpe, pa_pve, pve
+from hmrkit.body.estimate import BodyEstimate
+from hmrkit.body.labels import LabelBodies
+from hmrkit.geometry.cameras import Camera
+from hmrkit.losses.sets import LossContext
+from hmrkit.metrics.scoring import score
 from hmrkit.models.optim import adam_with_schedule, check_schedule
+from hmrkit.models.parts import class_path, plain
+
+__all__ = ["BodyEstimate", "Method", "Optim"]
 
 log = logging.getLogger(__name__)
 
 @dataclass
-class BodyEstimate:
-    """What every method predicts for a batch of people (camera frame, metres)."""
+class Optim:
+    """Adam and its learning-rate schedule (:func:`hmrkit.models.optim.adam_with_schedule`)."""
 
-    rotmat: Tensor
-    """(B, 24, 3, 3) local rotations; joint 0 = root orientation in the camera frame."""
-    betas: Tensor
-    """(B, K) shape coefficients of the method's body model."""
-    cam_crop: Tensor
-    """(B, 3) weak-perspective crop camera ``(s, t_x, t_y)``."""
-    transl: Tensor
-    """(B, 3) full-image camera translation (CLIFF conversion of ``cam_crop``)."""
-    vertices: Tensor
-    """(B, V, 3) posed vertices without translation (training mesh)."""
-    joints: Tensor
-    """(B, 24, 3) posed joints without translation."""
-    extras: dict[str, Tensor] = field(default_factory=dict)
-    """Method-specific outputs (iterations, per-RoI cameras, dense maps, ...)."""
+    lr: float = 1e-4
+    """Learning rate (SPIN: 5e-5, CLIFF: 1e-4 with batch 64 / 256)."""
+    weight_decay: float = 0.0
+    """Adam weight decay."""
+    schedule: str = "constant"
+    """``constant`` (SPIN, CLIFF) or ``cosine`` decay to 0 at the trainer's ``max_steps``."""
+    warmup_steps: int = 0
+    """Linear learning-rate warm-up steps."""
+
+    def __post_init__(self):
+        check_schedule(self.schedule)
+        self.warmup_steps = int(self.warmup_steps)
 
 
-@dataclass
-class LossWeights:
-    """Loss weights of the SPIN lineage (x60 scale; methods.md "Shared conventions")."""
+class Method(L.LightningModule):
+    """The base of every method (see the module doc for the contract)."""
 
-    keypoints_2d: float = 300.0
-    """2D keypoints (SPIN: 5 x 60)."""
-    keypoints_3d: float = 300.0
-    """Pelvis-centred 3D joints (SPIN: 5 x 60)."""
-    pose: float = 60.0
-    """MSE on rotation matrices (SPIN: 1 x 60)."""
-    betas: float = 0.06
-    """MSE on shape coefficients (SPIN: 0.001 x 60)."""
-    cam_prior: float = 60.0
-    """``exp(-10 s)^2`` keeping the camera scale positive (SPIN: 1 x 60)."""
-    vertices: float = 0.0
-    """L1 on vertices (off in SPIN; W-HMR 15, Multi-RoI 60)."""
+    crop_size: int | None = None
+    """Side of the square person crops the method reads (None: it reads no image)."""
+    num_rois: int = 1
+    """Crops per person (Multi-RoI's RoIs; 1 for single-crop methods)."""
 
-
-class MethodModule(L.LightningModule):
-    """Shared training / validation logic.  Subclasses define :meth:`estimate`."""
-
-    def __init__(
-        self,
-        body_model: str = "anny24",
-        num_betas: int = 10,
-        lr: float = 1e-4,
-        weight_decay: float = 0.0,
-        loss_weights: LossWeights | None = None,
-        lr_schedule: str = "constant",
-        warmup_steps: int = 0,
-    ):
+    def __init__(self, body_model: str = "anny24", num_betas: int | None = None,
+                 optim: Optim | None = None):
         """
         Args:
-            body_model: body model name (``anny24``, ``smpl``): predicted parameters drive it.
-            num_betas: shape coefficients predicted.
-            lr: Adam learning rate (SPIN: 5e-5, CLIFF: 1e-4 with batch 64 / 256).
-            weight_decay: Adam weight decay.
-            loss_weights: weights of the loss terms.
-            lr_schedule: ``constant`` (SPIN, CLIFF) or ``cosine`` decay to 0 at the
-                trainer's ``max_steps`` (short budgets).
-            warmup_steps: linear learning-rate warm-up steps.
+            body_model: body model whose parameters the method predicts (``anny24``,
+                ``anny24-full``, ``smpl`` with the user's file).
+            num_betas: shape coefficients predicted (None: the body model's default).
+            optim: optimiser settings.
         """
         super().__init__()
-        check_schedule(lr_schedule)
         self.body_model_name = body_model
-        self.num_betas = num_betas
-        self.lr, self.weight_decay = lr, weight_decay
-        self.lr_schedule, self.warmup_steps = lr_schedule, int(warmup_steps)
-        self.loss_weights = loss_weights or LossWeights()
-        self.body: BodyModel = load_body_model(body_model, num_betas=num_betas)
+        kwargs = {} if num_betas is None else {"num_betas": num_betas}
+        self.body: BodyModel = load_body_model(body_model, **kwargs)
+        self.labels = LabelBodies(self.body, body_model)
+        self.optim = optim or Optim()
 
-    # ---------------------------------------------------------------- subclass API
-    def estimate(self, batch: dict[str, Tensor]) -> BodyEstimate:  # pragma: no cover
+    @property
+    def num_betas(self) -> int:
+        """Shape coefficients predicted: the body model's."""
+        return self.body.num_betas
+
+    @property
+    def loss_context(self) -> LossContext:
+        """What the method's loss set needs from it (:mod:`hmrkit.losses.sets`)."""
+        return LossContext(self.body, self.labels, self.crop_size, self.num_rois)
+
+    # ---------------------------------------------------------------- the contract
+    def input_keys(self) -> tuple[str, ...]:
+        """The Sample keys :meth:`estimate` reads."""
+        raise NotImplementedError
+
+    def estimate(self, batch: dict[str, Tensor]) -> BodyEstimate:
+        """The estimate of the batch's people (see :class:`BodyEstimate`)."""
         raise NotImplementedError
 
     def compute_losses(self, est: BodyEstimate, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        raise NotImplementedError  # pragma: no cover
+        """Weighted loss terms (their sum is minimised)."""
+        raise TypeError(f"{type(self).__name__} has nothing to train")
 
-    # ---------------------------------------------------------------- helpers
-    def pose_body(self, rotmat: Tensor, betas: Tensor) -> tuple[Tensor, Tensor]:
-        out = self.body(rotmat[:, 0], rotmat[:, 1:], betas)
-        return out.vertices, out.joints
+    def extra_metrics(self, est: BodyEstimate, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Per-person metrics of this method beyond the shared ones (none by default)."""
+        return {}
 
-    def full_translation(self, cam_crop: Tensor, batch: dict[str, Tensor]) -> Tensor:
-        return crop_to_full_camera(
-            cam_crop, batch["box_center"], batch["box_size"], batch["image_size"], batch["focal"]
-        )
-
+    # ---------------------------------------------------------------- provided
     def forward(self, batch: dict[str, Tensor]) -> BodyEstimate:
         return self.estimate(batch)
 
-    # ---------------------------------------------------------------- Lightning
+    def infer(self, batch: dict[str, Tensor], refiner=None) -> BodyEstimate:
+        """The estimate, posed by the body model, then refined by ``refiner`` (a
+        :class:`hmrkit.models.refiners.Refiner`) when given."""
+        est = self(batch).posed(self.body)
+        if refiner is not None:
+            camera = est.camera_or(Camera.from_sample(batch))
+            est = refiner(batch, est, camera, self.body)
+        return est
+
+    @torch.no_grad()
+    def evaluate_batch(self, batch: dict[str, Tensor], protocol: str = "lsp14",
+                       est: BodyEstimate | None = None) -> dict[str, Tensor]:
+        """Per-person metrics (mm) of ``est`` (default: :meth:`infer` of the batch): the shared
+        ones the estimate supports (:func:`hmrkit.metrics.scoring.score`) and the method's
+        :meth:`extra_metrics`."""
+        est = self.infer(batch) if est is None else est.posed(self.body)
+        return {**score(est, batch, self.labels, protocol), **self.extra_metrics(est, batch)}
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         est = self(batch)
         losses = self.compute_losses(est, batch)
@@ -136,52 +155,12 @@ class MethodModule(L.LightningModule):
             self.log(f"val/{k}", v.nanmean(), prog_bar=k == "pa_mpjpe", batch_size=bs,
                      sync_dist=True)
 
-    @torch.no_grad()
-    def evaluate_batch(self, batch: dict[str, Tensor], protocol: str = "lsp14",
-                       est: BodyEstimate | None = None) -> dict[str, Tensor]:
-        """Per-sample errors in mm against the labelled pose and shape.
-
-        ``protocol`` (:data:`PROTOCOLS`) picks the joints of MPJPE / PA-MPJPE / N-MPJPE and
-        their alignment root; PVE and PA-PVE use every vertex (each mesh's pelvis subtracted).
-        ``root_transl`` is the distance between the predicted and the true root joint in the
-        full-image camera frame (``joints[:, 0] + transl``): the accuracy of the full-image
-        camera translation (NaN without a ``transl`` label, or where ``meta/has_transl`` is 0).
-        """
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol '{protocol}'; choose one of {sorted(PROTOCOLS)}")
-        est = self(batch) if est is None else est
-        gt = self.body(batch["global_orient"], batch["body_pose"], batch["betas"])
-        pred = BodyOutput(est.vertices, est.joints)
-        joint_set, root = PROTOCOLS[protocol]
-        p, g = self.body.keypoints(pred, joint_set), self.body.keypoints(gt, joint_set)
-        return {
-            "mpjpe": mpjpe(p, g, root=root),
-            "pa_mpjpe": pa_mpjpe(p, g),
-            "n_mpjpe": n_mpjpe(p, g, root=root),
-            "pve": pve(est.vertices, gt.vertices, pred_root=est.joints[:, 0],
-                       gt_root=gt.joints[:, 0]),
-            "pa_pve": pa_pve(est.vertices, gt.vertices),
-            "root_transl": root_translation_error(est, gt, batch),
-        }
-
     def configure_optimizers(self):
-        return adam_with_schedule(self, self.lr, self.weight_decay, self.lr_schedule,
-                                  self.warmup_steps)
+        o = self.optim
+        return adam_with_schedule(self, o.lr, o.weight_decay, o.schedule, o.warmup_steps)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Record the method class so :func:`hmrkit.models.checkpoints.load_method` can rebuild
-        it from the checkpoint alone."""
-        cls = type(self)
-        checkpoint["hmrkit"] = {"method": f"{cls.__module__}.{cls.__qualname__}"}
-
-
-def root_translation_error(est: BodyEstimate, gt: BodyOutput, batch: dict[str, Tensor]) -> Tensor:
-    """(B,) mm between predicted and labelled root joints in the full-image camera frame."""
-    if "transl" not in batch:
-        return torch.full_like(est.transl[:, 0], float("nan"))
-    pred = est.joints[:, 0] + est.transl
-    true = gt.joints[:, 0] + batch["transl"].to(pred)
-    error = (pred - true).norm(dim=-1) * 1000.0
-    if "meta/has_transl" in batch:  # public formats: transl is not always a label
-        error = error.masked_fill(batch["meta/has_transl"].to(error.device) <= 0, float("nan"))
-    return error
+        """Record the method class and its arguments as plain data (parts as class paths), so
+        :func:`hmrkit.models.checkpoints.load_method` rebuilds it from the checkpoint alone."""
+        checkpoint["hmrkit"] = {"method": class_path(type(self))}
+        checkpoint["hyper_parameters"] = plain(dict(self.hparams))

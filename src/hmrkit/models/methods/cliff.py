@@ -1,44 +1,35 @@
 """CLIFF baseline (Li et al. 2022): box information in, 2D loss in the full image.
 
 The regressor also sees the normalised box ``[c_x - W/2, c_y - H/2, b]`` (CLIFF eq. 1 /
-methods.md "Shared conventions"), and the predicted crop camera is converted to the
-full-image camera (``t_z = 2 f / (b s)``...), whose projection of the joints is compared with
-the labelled 2D keypoints in the full image (focal ``sqrt(W^2 + H^2)`` or the known one).
+methods.md "Shared conventions"; :class:`~hmrkit.models.box_info.CliffBoxInfo`), and the
+predicted crop camera is converted to the full-image camera (``t_z = 2 f / (b s)``...), whose
+projection of the joints is compared with the labelled 2D keypoints in the full image (focal
+``sqrt(W^2 + H^2)`` or the known one; :class:`~hmrkit.losses.sets.CLIFFLosses`). Everything
+else is :class:`~hmrkit.models.methods.hmr.HMR`.
 """
 
 from __future__ import annotations
 
-from torch import Tensor
+from collections.abc import Callable
 
-from hmrkit.body.model import BodyOutput
-from hmrkit.geometry.cameras import cliff_bbox_info
-from hmrkit.losses import full_image_keypoint_loss
+from hmrkit.losses.sets import CLIFFLosses, LossSet
+from hmrkit.models.box_info import BoxInfo, CliffBoxInfo
 
-from .base import BodyEstimate
 from .hmr import HMR
+
+__all__ = ["CLIFF"]
 
 
 class CLIFF(HMR):
-    """HMR + CLIFF box information + full-image 2D loss."""
+    """HMR with CLIFF's box information and full-image 2D loss (its other arguments are
+    :class:`~hmrkit.models.methods.hmr.HMR`'s)."""
 
-    info_dim = 3
-    bbox_normalise = "cliff"
-
-    def box_info(self, batch: dict[str, Tensor]) -> Tensor:
-        return cliff_bbox_info(
-            batch["box_center"], batch["box_size"], batch["image_size"], batch["focal"],
-            normalise=self.bbox_normalise,
-        )
-
-    def keypoint_2d_losses(self, est: BodyEstimate, batch: dict[str, Tensor]) -> Tensor:
-        """CLIFF: full-image perspective projection with the converted camera."""
-        out = BodyOutput(est.vertices, est.joints)
-        total = 0.0
-        for name in self.keypoint_sets:
-            total = total + full_image_keypoint_loss(
-                self.body.keypoints(out, name), batch["focal"], batch["principal_point"],
-                batch[f"keypoints2d/{name}"], batch["box_center"], batch["box_size"],
-                batch["has_keypoints2d"], transl=est.transl, crop_affine=batch["crop_affine"],
-                res=self.image_size,
-            )
-        return total / len(self.keypoint_sets)
+    def __init__(self, box_info: Callable[[], BoxInfo] | None = CliffBoxInfo,
+                 losses: Callable[[], LossSet] = CLIFFLosses, **kwargs):
+        """
+        Args:
+            box_info: CLIFF's box information (:class:`~hmrkit.models.box_info.CliffBoxInfo`).
+            losses: CLIFF's objective (:class:`~hmrkit.losses.sets.CLIFFLosses`).
+            kwargs: :class:`~hmrkit.models.methods.hmr.HMR`'s arguments.
+        """
+        super().__init__(box_info=box_info, losses=losses, **kwargs)

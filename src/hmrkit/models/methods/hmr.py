@@ -2,125 +2,85 @@
 
 SPIN (Kolotouros et al. 2019) regressor trained with the SPIN-lineage losses: 2D keypoints
 in the crop (weak perspective), pelvis-centred 3D joints, rotation-matrix pose, shape, and
-the camera-scale prior (methods.md "Shared conventions").
+the camera-scale prior (methods.md "Shared conventions"). Composed from parts
+(:mod:`hmrkit.models.parts`): a backbone, a regressor head, optional box information and a
+loss set; CLIFF (:mod:`.cliff`) is this method with CLIFF's box information and loss set.
 """
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Callable
+
 from torch import Tensor
 
-from hmrkit.body.model import BodyOutput
-from hmrkit.geometry.cameras import project_weak_perspective
-from hmrkit.losses import (
-    camera_scale_prior,
-    crop_normalized_keypoints,
-    keypoint_2d_loss,
-    keypoint_3d_loss,
-    pose_loss,
-    shape_loss,
-    vertex_loss,
-)
-from hmrkit.models.backbones import build_backbone, register_imagenet_normalisation
+from hmrkit.geometry.cameras import Camera
+from hmrkit.geometry.crops import CropBox
+from hmrkit.losses.sets import LossSet, SPINLosses
+from hmrkit.models.backbones import Backbone, TimmBackbone
+from hmrkit.models.box_info import BoxInfo
 from hmrkit.models.heads import IterativeRegressor
 
-from .base import BodyEstimate, LossWeights, MethodModule
+from .base import BodyEstimate, Method, Optim
+
+__all__ = ["HMR"]
 
 
-class HMR(MethodModule):
-    """SPIN's regressor on a timm backbone; 2D loss in the crop."""
-
-    info_dim = 0
+class HMR(Method):
+    """A regressor on a backbone (SPIN's by default): one crop per person in, the body model's
+    pose and shape and a crop camera out, the full-image translation by CLIFF's conversion."""
 
     def __init__(
         self,
-        backbone: str = "resnet18",
-        image_size: int = 224,
-        backbone_checkpoint: str | None = None,
-        iterations: int = 3,
-        regressor_hidden: int = 1024,
-        keypoint_sets: tuple[str, ...] = ("smpl24", "coco17"),
+        backbone: Callable[[int], Backbone] = TimmBackbone,
+        head: Callable[[int, int, int, int], IterativeRegressor] = IterativeRegressor,
+        box_info: Callable[[], BoxInfo] | None = None,
+        losses: Callable[[], LossSet] = SPINLosses,
+        crop_size: int = 224,
         body_model: str = "anny24",
-        num_betas: int = 10,
-        lr: float = 1e-4,
-        weight_decay: float = 0.0,
-        loss_weights: LossWeights | None = None,
-        lr_schedule: str = "constant",
-        warmup_steps: int = 0,
+        num_betas: int | None = None,
+        optim: Optim | None = None,
     ):
         """
         Args:
-            backbone: timm backbone (``resnet18/34/50``, ``hrnet_w32/w48``, ``vit_*``).
-            image_size: crop side in pixels.
-            backbone_checkpoint: optional local weights for the backbone.
-            iterations: regressor iterations (SPIN: 3).
-            regressor_hidden: width of the regressor's two hidden layers (SPIN: 1024).
-            keypoint_sets: 2D keypoint sets supervised.
-            body_model, num_betas, lr, weight_decay, loss_weights, lr_schedule, warmup_steps:
-                see :class:`MethodModule`.
+            backbone: the image backbone, built with ``image_size=crop_size``
+                (:class:`~hmrkit.models.backbones.TimmBackbone`: ``name``, ``checkpoint``).
+            head: the regressor, built with the backbone's width, the box information's width
+                and the body model's joints and shape coefficients
+                (:class:`~hmrkit.models.heads.IterativeRegressor`: ``hidden``, ``iterations``).
+            box_info: extra regressor input describing the box in the full image (None for
+                HMR; CLIFF's :class:`~hmrkit.models.box_info.CliffBoxInfo`).
+            losses: the training objective (:mod:`hmrkit.losses.sets`).
+            crop_size: side of the person crops in pixels.
+            body_model, num_betas, optim: see :class:`~hmrkit.models.methods.base.Method`.
         """
-        super().__init__(body_model, num_betas, lr, weight_decay, loss_weights, lr_schedule,
-                         warmup_steps)
+        super().__init__(body_model, num_betas, optim)
         self.save_hyperparameters()
-        self.image_size = image_size
-        self.keypoint_sets = tuple(keypoint_sets)
-        self.backbone, dim = build_backbone(backbone, image_size, backbone_checkpoint)
-        self.regressor = IterativeRegressor(
-            dim, self.info_dim, self.body.num_joints, num_betas, hidden=regressor_hidden,
-            iterations=iterations,
+        self.crop_size = int(crop_size)
+        self.backbone = backbone(image_size=self.crop_size)
+        self.box_info = box_info() if box_info is not None else None
+        self.regressor = head(
+            feature_dim=self.backbone.out_features, info_dim=self.box_info.dim if self.box_info
+            else 0, num_joints=self.body.num_joints, num_betas=self.num_betas,
         )
-        register_imagenet_normalisation(self)
+        self.losses = losses()
 
-    def box_info(self, batch: dict[str, Tensor]) -> Tensor | None:
-        """Extra regressor input describing the box (none for HMR)."""
-        return None
+    def input_keys(self) -> tuple[str, ...]:
+        return ("image", "box_center", "box_size", "crop_affine", "camera/intrinsics",
+                "camera/image_size")
 
     def estimate(self, batch: dict[str, Tensor]) -> BodyEstimate:
-        features = self.backbone((batch["image"] - self.pixel_mean) / self.pixel_std)
-        outs = self.regressor(features, self.box_info(batch))
+        camera = Camera.from_sample(batch)
+        crop = CropBox.from_sample(batch, self.crop_size)
+        features = self.backbone(batch["image"])
+        info = self.box_info(crop, camera) if self.box_info is not None else None
+        outs = self.regressor(features, info)
         last = outs[-1]
-        vertices, joints = self.pose_body(last.rotmat, last.betas)
+        out = self.body(last.rotmat[:, 0], last.rotmat[:, 1:], last.betas)
         return BodyEstimate(
             rotmat=last.rotmat, betas=last.betas, cam_crop=last.cam,
-            transl=self.full_translation(last.cam, batch), vertices=vertices, joints=joints,
-            extras={"iterations": outs},
+            transl=crop.to_full_translation(last.cam, camera), vertices=out.vertices,
+            joints=out.joints, extras={"iterations": outs},
         )
 
-    # ------------------------------------------------------------------ losses
-    def keypoint_2d_losses(self, est: BodyEstimate, batch: dict[str, Tensor]) -> Tensor:
-        """SPIN: weak-perspective projection vs labels in normalised crop coordinates."""
-        out = BodyOutput(est.vertices, est.joints)
-        total = 0.0
-        for name in self.keypoint_sets:
-            pred = project_weak_perspective(self.body.keypoints(out, name), est.cam_crop)
-            gt = crop_normalized_keypoints(
-                batch[f"keypoints2d/{name}"], batch["crop_affine"], self.image_size
-            )
-            total = total + keypoint_2d_loss(pred, gt, batch["has_keypoints2d"])
-        return total / len(self.keypoint_sets)
-
     def compute_losses(self, est: BodyEstimate, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        w = self.loss_weights
-        gt_rotmat = self.gt_rotmat(batch)
-        losses = {
-            "keypoints_2d": w.keypoints_2d * self.keypoint_2d_losses(est, batch),
-            "keypoints_3d": w.keypoints_3d * keypoint_3d_loss(
-                est.joints, batch["joints3d"], batch["has_joints3d"], root=0
-            ),
-            "pose": w.pose * pose_loss(est.rotmat, gt_rotmat, batch["has_smpl"]),
-            "betas": w.betas * shape_loss(
-                est.betas, batch["betas"][:, : self.num_betas], batch["has_smpl"]
-            ),
-            "cam_prior": w.cam_prior * camera_scale_prior(est.cam_crop[:, 0]),
-        }
-        if w.vertices:
-            gt = self.body(gt_rotmat[:, 0], gt_rotmat[:, 1:], batch["betas"][:, : self.num_betas])
-            losses["vertices"] = w.vertices * vertex_loss(
-                est.vertices, gt.vertices, batch["has_smpl"]
-            )
-        return losses
-
-    @staticmethod
-    def gt_rotmat(batch: dict[str, Tensor]) -> Tensor:
-        """(B, 24, 3, 3) labelled rotations: root orientation then body pose."""
-        return torch.cat([batch["global_orient"][:, None], batch["body_pose"]], dim=1)
+        return self.losses(est, batch, self.loss_context)

@@ -1,0 +1,75 @@
+"""What a method returns for a batch of people: :class:`BodyEstimate`.
+
+Every field is optional, because methods differ in what they produce: a parametric regressor
+gives rotations and shape (and the body model poses them), a dense UV-map method gives vertices
+directly, W-HMR adds a predicted camera (its focal) and a world-frame root orientation. Metrics
+(:func:`hmrkit.metrics.scoring.score`), refiners and ``hmrkit predict`` use whatever is there.
+Frames: the camera frame of the sample (x right, y down, z forward), metres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+from torch import Tensor
+
+from hmrkit.geometry.cameras import Camera
+
+from .model import BodyModel, BodyOutput
+
+
+@dataclass(kw_only=True)
+class BodyEstimate:
+    """A method's estimate of the bodies of a batch (``B`` people); absent fields are None."""
+
+    rotmat: Tensor | None = None
+    """(B, J, 3, 3) local joint rotations; joint 0 is the root orientation in the camera frame."""
+    betas: Tensor | None = None
+    """(B, K) shape coefficients of the method's body model (``K = body.num_betas``)."""
+    vertices: Tensor | None = None
+    """(B, V, 3) posed vertices without the translation (the method's body model mesh)."""
+    joints: Tensor | None = None
+    """(B, J, 3) posed joints without the translation."""
+    transl: Tensor | None = None
+    """(B, 3) translation into the full-image camera frame: ``vertices + transl``."""
+    cam_crop: Tensor | None = None
+    """(B, 3) weak-perspective crop camera ``(s, t_x, t_y)``."""
+    camera: Camera | None = None
+    """The full-image camera the method predicts (e.g. W-HMR's focal); None: the sample's."""
+    world_global_orient: Tensor | None = None
+    """(B, 3, 3) root rotation body -> world frame, for methods that estimate it (W-HMR)."""
+    extras: dict[str, Tensor] = field(default_factory=dict)
+    """Method-specific named outputs (iterations, per-RoI cameras, dense maps, ...)."""
+
+    def posed(self, body: BodyModel) -> BodyEstimate:
+        """The estimate with ``vertices`` and ``joints`` filled in by posing ``rotmat`` and
+        ``betas`` with ``body`` when they are missing (itself when nothing is missing)."""
+        if self.vertices is not None and self.joints is not None:
+            return self
+        if self.rotmat is None:
+            return self
+        out = body(self.rotmat[:, 0], self.rotmat[:, 1:], self.betas)
+        return replace(self, vertices=self.vertices if self.vertices is not None else out.vertices,
+                       joints=self.joints if self.joints is not None else out.joints)
+
+    def output(self) -> BodyOutput:
+        """The posed body (``vertices``, ``joints``) as the body model returns it."""
+        return BodyOutput(self.vertices, self.joints)
+
+    def camera_or(self, camera: Camera) -> Camera:
+        """The predicted camera, else ``camera`` (the sample's)."""
+        return self.camera if self.camera is not None else camera
+
+    def detach(self) -> BodyEstimate:
+        """A copy without autograd history (tensors and the predicted camera)."""
+        changes = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor):
+                changes[f.name] = value.detach()
+        if self.camera is not None:
+            cam = self.camera
+            changes["camera"] = Camera(cam.intrinsics.detach(), cam.image_size.detach(),
+                                       None if cam.cam_to_world is None
+                                       else cam.cam_to_world.detach())
+        return replace(self, **changes)
