@@ -12,12 +12,12 @@ from hmrkit.models.lifting import LiftingRegressor
 
 @pytest.fixture(scope="module")
 def mean():
-    return mean_parameters(24, 10, samples=256)
+    return mean_parameters(24, 10)
 
 
 def test_outputs_start_at_the_mean_and_are_valid(mean):
     torch.manual_seed(0)
-    head = LiftingRegressor(30, info_dim=3, width=64, iterations=3, mean=mean)
+    head = LiftingRegressor(30, 3, 24, 10, width=64, iterations=3)
     outs = head(torch.randn(8, 30), torch.randn(8, 3))
     assert len(outs) == 3 and all(isinstance(o, RegressorOutput) for o in outs)
     last = outs[-1]
@@ -35,7 +35,7 @@ def test_outputs_start_at_the_mean_and_are_valid(mean):
 
 def test_camera_scale_stays_positive_and_gradients_reach_every_parameter(mean):
     torch.manual_seed(1)
-    head = LiftingRegressor(12, width=32, blocks=1, iterations=2, mean=mean)
+    head = LiftingRegressor(12, 0, 24, 10, width=32, blocks=1, iterations=2)
     with torch.no_grad():
         head.decode.bias[-3] = -30.0  # a wild step on the log-scale
     outs = head(torch.randn(5, 12))
@@ -52,7 +52,7 @@ def test_it_fits_a_small_mapping(mean):
     torch.manual_seed(2)
     x = torch.randn(64, 20)
     target = torch.randn(64, 24, 6) * 0.3 + torch.as_tensor(mean["pose"]).view(24, 6)
-    head = LiftingRegressor(20, width=128, dropout=0.0, mean=mean)
+    head = LiftingRegressor(20, 0, 24, 10, width=128, dropout=0.0)
     opt = torch.optim.Adam(head.parameters(), lr=3e-3)
     start = ((head(x)[-1].sixd - target) ** 2).mean().item()
     for _ in range(150):
@@ -66,4 +66,4 @@ def test_it_fits_a_small_mapping(mean):
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="iterations >= 1"):
-        LiftingRegressor(10, iterations=0)
+        LiftingRegressor(10, 0, 24, 10, iterations=0)

@@ -247,11 +247,9 @@ def test_seat_props_occlude_and_hide_the_persons_labels(seated_scenes):
     for s in scenes:
         (p,) = s["people"]
         assert p["prop"] is not None and p["group"] == "seated"
-        cam = s["camera"]
-        K = cam.K - np.array([[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]])
-        size = (cam.width, cam.height)
-        alone = rasterize(p["verts"], engine.faces, K, size)
-        seat = rasterize(p["prop_verts"], p["prop_faces"], K, size)
+        camera = s["camera"].camera  # as the scene renders
+        alone = rasterize(p["verts"], engine.faces, camera)
+        seat = rasterize(p["prop_verts"], p["prop_faces"], camera)
         both = alone.mask & seat.mask
         prop_in_front = both & (seat.depth < alone.depth)
         person_in_front = both & (alone.depth < seat.depth)

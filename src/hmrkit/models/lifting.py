@@ -11,11 +11,13 @@ at 74-80 mm (``notes/poses.md``, ``benchmarks/oracle_lifting.py``).
 :class:`LiftingRegressor` keeps the Martinez trunk and outputs what every hmrkit head
 outputs (:class:`~hmrkit.models.heads.RegressorOutput`: 6D pose per joint -> rotation
 matrices, shape, weak-perspective crop camera), as residuals from the mean parameters (SPIN's
-start); the camera scale is regressed as its logarithm, so it stays positive.  With ``iterations > 1`` it refines them like HMR's iterative error feedback: a
-residual block reads the trunk features with the current estimate and adds a correction.
-Its call is :class:`IterativeRegressor`'s (``head(features, info) -> [outputs per
-iteration]``), so a method can take either as its head; the input is any feature vector
-(2D landmarks and box information, BlazePose world landmarks, CNN features).
+start); the camera scale is regressed as its logarithm, so it stays positive.  With
+``iterations > 1`` it refines them like HMR's iterative error feedback: a residual block
+reads the trunk features with the current estimate and adds a correction.  It is a head
+part like :class:`~hmrkit.models.heads.IterativeRegressor` (same constructor sizes, same
+call ``head(features, info) -> [outputs per iteration]``), so a method can take either; the
+input is any feature vector (2D landmarks and box information, BlazePose world landmarks,
+CNN features).
 """
 
 from __future__ import annotations
@@ -50,20 +52,21 @@ class LiftingRegressor(nn.Module):
     Dropout -> blocks x ResidualBlock -> (pose 6D, betas, cam)`` as residuals from the mean
     parameters; optionally ``iterations - 1`` refinements (module doc).
 
+    A part of the methods (:mod:`hmrkit.models.parts`) like
+    :class:`~hmrkit.models.heads.IterativeRegressor`: the method gives the sizes.
+
     Args:
-        feature_dim: size of the feature vector.
-        info_dim: size of the extra input (box / camera information), 0 for none.
-        num_joints, num_betas: body parameters predicted.
+        feature_dim, info_dim, num_joints, num_betas: given by the method (feature width, box
+            information width (0 for none), body model joints and shape coefficients).
         width: hidden width (Martinez: 1024).
         blocks: residual blocks of the trunk (Martinez: 2).
-        dropout: dropout probability (Martinez: 0.5).
+        dropout: dropout probability (Martinez: 0.5; 0.2 is far better for body parameters
+            on true 2D input, docs/poses.md).
         iterations: 1 = a plain lifter; more adds refinement steps.
-        mean: starting parameters (default :func:`~hmrkit.models.heads.mean_parameters`).
     """
 
-    def __init__(self, feature_dim: int, info_dim: int = 0, num_joints: int = 24,
-                 num_betas: int = 10, width: int = 1024, blocks: int = 2, dropout: float = 0.5,
-                 iterations: int = 1, mean: dict[str, np.ndarray] | None = None):
+    def __init__(self, feature_dim: int, info_dim: int, num_joints: int, num_betas: int,
+                 width: int = 1024, blocks: int = 2, dropout: float = 0.2, iterations: int = 1):
         super().__init__()
         if iterations < 1 or blocks < 0 or width < 1:
             raise ValueError(f"LiftingRegressor: iterations >= 1, blocks >= 0 and width >= 1 "
@@ -82,7 +85,7 @@ class LiftingRegressor(nn.Module):
         for layer in [self.decode] + [r[-1] for r in self.refine]:
             nn.init.xavier_uniform_(layer.weight, gain=0.01)
             nn.init.zeros_(layer.bias)
-        mean = mean if mean is not None else mean_parameters(num_joints, num_betas)
+        mean = mean_parameters(num_joints, num_betas)
         cam = np.array([np.log(mean["cam"][0]), *mean["cam"][1:]])
         start = np.concatenate([mean["pose"], mean["betas"], cam]).astype(np.float32)
         self.register_buffer("init_params", torch.as_tensor(start)[None])
