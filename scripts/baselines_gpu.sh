@@ -27,8 +27,8 @@ stamp "synthesize"
 complete() { grep -qs '"complete": true' "$1/manifest.json"; }
 synth() { complete "$1" || OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 hmrkit synth --out "$@"; }
 synth data/synth/train --n "$SCENES" --split train --seed 0 --workers "$SYNTH_WORKERS" \
-    --shard-size 1000 >/dev/null &
-synth data/synth/val --n 150 --split val --seed 0 --workers 2 >/dev/null &
+    --shard-size 1000 --poses v1 >/dev/null &
+synth data/synth/val --n 150 --split val --seed 0 --workers 2 --poses v1 >/dev/null &
 synth "$EVAL_DATA" --benchmark synth-v1 --workers 4 >/dev/null &
 wait
 for d in data/synth/train data/synth/val "$EVAL_DATA"; do

@@ -34,7 +34,6 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    import dataclasses
     import functools
     import warnings
     from pathlib import Path
@@ -43,7 +42,9 @@ def _synth(args: argparse.Namespace) -> int:
     from hmrkit.data.synthetic.scene import (
         BENCHMARK_SIZES,
         BENCHMARKS,
+        V1_PEOPLE,
         SceneConfig,
+        config_record,
         generate_record,
     )
 
@@ -55,8 +56,9 @@ def _synth(args: argparse.Namespace) -> int:
             print("hmrkit synth: error: give --n N (number of scenes) or --benchmark NAME",
                   file=sys.stderr)
             raise SystemExit(2)
+        people = V1_PEOPLE if args.poses == "v1" else {}
         config = SceneConfig(seed=args.seed, split=args.split,
-                             background_folder=args.backgrounds)
+                             background_folder=args.backgrounds, **people)
         n = args.n
     try:
         with warnings.catch_warnings(record=True) as caught:  # one line each, below
@@ -64,7 +66,7 @@ def _synth(args: argparse.Namespace) -> int:
             manifest = write_split(
                 functools.partial(generate_record, config), n, Path(args.out),
                 shard_size=args.shard_size, shard=args.shard, workers=args.workers,
-                meta={"engine": "hmrkit.synthetic.v1", "config": dataclasses.asdict(config)},
+                meta={"engine": "hmrkit.synthetic.v1", "config": config_record(config)},
                 overwrite=args.overwrite,
             )
     except SplitMismatchError as err:
@@ -101,7 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--shard", type=_shard, help="write only job i of N, e.g. 3/16")
     synth.add_argument("--shard-size", type=positive_int, default=500, help="scenes per shard")
     synth.add_argument("--backgrounds", help="optional folder of background photos")
-    synth.add_argument("--benchmark", choices=("synth-v1", "synth-v1-hard"),
+    synth.add_argument("--poses", choices=("photo", "v1"), default="photo",
+                       help="people: 'photo' (default: photo-like pose mix, seats, no "
+                       "self-intersections) or 'v1' (synth-v1's people)")
+    synth.add_argument("--benchmark", choices=("synth-v1", "synth-v1-hard", "synth-v2"),
                        help="a fixed, seeded test set (overrides --seed/--split)")
     synth.add_argument("--overwrite", action="store_true",
                        help="replace the shards of another split in --out (default: refuse)")

@@ -516,11 +516,73 @@ KEY_POSES: dict[str, Spec] = {
         "right_knee": _j(15), "right_ankle": _j(-10), "spine1": _j(-10),
         **_both("shoulder", 15, 0, 10), **_both("elbow", 30),
     },
+    # ---- added for the photo-like mix (hmrkit.data.synthetic.mix); not in V1_KEY_POSES
+    "stand_phone": {  # looking down at a phone held in both hands
+        "neck": _j(20), "head": _j(20), "spine3": _j(5),
+        **_both("shoulder", 30, 20, -12), **_both("elbow", 65), **_both("hip", 0, 5, 3),
+    },
+    "stand_hold_cup": {  # left forearm forward holding something, right arm relaxed
+        "left_shoulder": _j(10, 10, -25), "left_elbow": _j(55), "left_wrist": _j(-15),
+        "right_shoulder": _j(0, 0, -30), "right_elbow": _j(-25), "head": _j(8, 5),
+        "left_hip": _j(0, 5, 2), "right_hip": _j(-8, 10, 5), "right_knee": _j(12),
+    },
+    "sit_chair_lean_back": {  # leaning against a backrest, feet forward
+        **_both("hip", -78, 0, 8), **_both("knee", 68), **_both("ankle", -8),
+        "spine1": _j(-12), "spine2": _j(-4), "head": _j(12),
+        **_both("shoulder", 20, 0, -15), **_both("elbow", 15),
+    },
+    "sit_elbows_on_knees": {  # leaning forward, forearms resting on the thighs
+        **_both("hip", -100, 0, 12), **_both("knee", 100), **_both("ankle", 5),
+        "spine1": _j(28), "spine2": _j(12), "neck": _j(-10), "head": _j(-15),
+        **_both("shoulder", 45, 0, 0), **_both("elbow", 60),
+    },
+    "sit_typing": {  # upright, forearms forward as over a desk
+        **_both("hip", -90, 0, 6), **_both("knee", 90), **_both("ankle", 0),
+        "spine1": _j(5), "head": _j(10),
+        **_both("shoulder", 35, 10, -10), **_both("elbow", 35),
+    },
+    "sit_phone": {  # seated, looking down at a phone in both hands
+        **_both("hip", -88, 0, 8), **_both("knee", 95), **_both("ankle", 5),
+        "spine1": _j(12), "neck": _j(15), "head": _j(20),
+        **_both("shoulder", 35, 20, -12), **_both("elbow", 70),
+    },
+    "sit_stool_high": {  # on a high seat, thighs sloping down, feet hanging
+        **_both("hip", -70, 5, 8), **_both("knee", 55), **_both("ankle", 15),
+        **_both("shoulder", 25, 0, -15), **_both("elbow", 20),
+    },
+    "sit_floor_legs_forward": {  # on the floor, legs straight ahead, hands on the thighs
+        **_both("hip", -95, 5, 8), **_both("knee", 10), **_both("ankle", 0), "spine1": _j(5),
+        **_both("shoulder", 35, 0, -15), **_both("elbow", 10),
+    },
+    "sit_floor_knees_bent": {  # on the floor, knees up, feet flat
+        **_both("hip", -110, 5, 8), **_both("knee", 60), **_both("ankle", 0), "spine1": _j(5),
+        **_both("shoulder", 35, 0, -15), **_both("elbow", 10),
+    },
+    "kneel_on_one_knee": {  # right knee and toes on the ground, left foot flat ahead
+        "left_hip": _j(-90, 5, 5), "left_knee": _j(115), "left_ankle": _j(-20),
+        "right_hip": _j(0), "right_knee": _j(105), "right_ankle": _j(10), "right_foot": _j(-30),
+        "left_shoulder": _j(20, 0, -20), "left_elbow": _j(30),
+        "right_shoulder": _j(0, 0, -22), "right_elbow": _j(-20),
+    },
 }
 """Key poses: joint name -> written angles ``(x, y, z)`` in degrees (see the module doc)
 relative to Anny-24's rest A-pose; joints not listed keep the rest rotation, the root is the
 identity.  Asymmetric poses put the left side forward/active; :func:`mirror_pose` (which the
 sampler applies half of the time) gives the other side."""
+
+
+V1_KEY_POSES: tuple[str, ...] = (
+    "stand_relaxed", "walk_contact", "run_push_off", "sit_chair", "squat", "arms_raised",
+    "wave", "lunge_front", "rest", "t_pose", "stand_contrapposto", "hands_on_hips",
+    "arms_crossed", "hand_to_face", "point_forward", "walk_down", "walk_passing", "walk_up",
+    "run_contact", "run_down", "run_float", "sit_floor_cross_legged", "sit_floor_legs_out",
+    "crouch", "kneel_one_knee", "kneel_two_knees", "kneel_sit_on_heels", "reach_forward",
+    "reach_up", "reach_side", "reach_floor", "bend_forward", "side_bend", "twist", "lunge_side",
+    "jump_crouch", "jump_tuck", "jump_star", "throw", "kick_front",
+)
+"""The 40 key poses of the first library, in order: :class:`PoseSampler`'s default library
+(so the synth-v1 benchmarks and :func:`hmrkit.models.heads.mean_parameters` stay fixed when
+key poses are added)."""
 
 
 def key_pose_angles(spec: str | Spec) -> np.ndarray:
@@ -821,6 +883,18 @@ ADJACENT_SEGMENTS: tuple[tuple[str, str], ...] = (
 """Segment pairs joined at a joint: their skin blends there, so they are not tested."""
 
 
+def vertex_segments(lbs_weights) -> tuple[np.ndarray, np.ndarray]:
+    """Segment of every vertex: (V,) index into :data:`SEGMENTS` holding most of its skinning
+    weight (``lbs_weights`` (V, 24)), and (V,) that weight."""
+    weights = _as_numpy(lbs_weights)
+    seg_of_joint = np.zeros((NUM_JOINTS, len(SEGMENTS)))
+    for s, joints in enumerate(SEGMENTS.values()):
+        for j in joints:
+            seg_of_joint[_J[j], s] = 1.0
+    seg_w = weights @ seg_of_joint
+    return seg_w.argmax(1), seg_w.max(1)
+
+
 class SelfIntersection:
     """Cheap self-penetration test of posed bodies.
 
@@ -859,15 +933,9 @@ class SelfIntersection:
             body = BodyModel(body)
         self.body = body
         self.depth, self.reach, self.min_vertices = depth, reach, min_vertices
-        weights = body.lbs_weights.detach().cpu().double().numpy()
         names = list(SEGMENTS)
-        seg_of_joint = np.zeros((NUM_JOINTS, len(names)))
-        for s, joints in enumerate(SEGMENTS.values()):
-            for j in joints:
-                seg_of_joint[_J[j], s] = 1.0
-        seg_w = weights @ seg_of_joint
-        self.segment = seg_w.argmax(1)
-        self.core = seg_w.max(1) >= core_weight
+        self.segment, weight = vertex_segments(body.lbs_weights)
+        self.core = weight >= core_weight
         found = [s for s in range(len(names)) if np.any(self.segment == s)]
         self.members = [np.flatnonzero(self.segment == s) for s in found]
         self.queries = [np.flatnonzero((self.segment == s) & self.core) for s in found]
@@ -957,7 +1025,7 @@ def _library(specs: Sequence[Spec]) -> np.ndarray:
     return np.stack([joint_angles_to_rotmat(key_pose_angles(s)) for s in specs])
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=32)
 def _named_library(names: tuple[str, ...]) -> np.ndarray:
     """:func:`_library` of named :data:`KEY_POSES`, cached (samplers are made per scene)."""
     library = _library([KEY_POSES[n] for n in names])
@@ -981,7 +1049,7 @@ class PoseSampler:
     Args:
         seed: seed of the generator.
         key_poses: names of :data:`KEY_POSES` to use, or a dict name -> spec of new ones
-            (default: all of :data:`KEY_POSES`).
+            (default: :data:`V1_KEY_POSES`).
         interpolate_prob: probability of slerping towards a second key pose.
         noise_deg: noise scale in degrees per axis, times :data:`NOISE_SCALE` (shoulders
             and hips about 1.2-1.5x, the spine about 0.4x).
@@ -1022,7 +1090,7 @@ class PoseSampler:
         if isinstance(key_poses, dict):
             specs = dict(key_poses)
         else:
-            names = list(KEY_POSES) if key_poses is None else list(key_poses)
+            names = list(V1_KEY_POSES) if key_poses is None else list(key_poses)
             specs = {n: KEY_POSES[n] for n in names if n in KEY_POSES}
             unknown = [n for n in names if n not in KEY_POSES]
             if unknown:

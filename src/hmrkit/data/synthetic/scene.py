@@ -1,8 +1,10 @@
 """Synthetic scenes: posed Anny-24 people in a full camera frame, with every label.
 
 One scene = one full image (varying size and aspect) seen by a pinhole camera with pitch
-and roll relative to a world frame (y up, ground plane), one or several people standing on
-the ground anywhere in the frame, textured, lit, over a background, optionally occluded.
+and roll relative to a world frame (y up, ground plane), one or several people on the ground
+anywhere in the frame (standing on their feet, or resting on a seat prop, the floor or a
+knee: :mod:`hmrkit.data.synthetic.mix`, :mod:`hmrkit.data.synthetic.props`), textured, lit,
+over a background, optionally occluded.
 :func:`generate_record` returns the scene as encoded tar members (see
 :mod:`hmrkit.data.shards` for the record layout); it is a pure function of
 ``(config, index)``, so any shard can be regenerated anywhere, identically.
@@ -15,7 +17,7 @@ with ``R_base = diag(1, -1, -1)`` for a level camera looking along world -z.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 
 import cv2
@@ -28,6 +30,7 @@ from hmrkit.body.anny24 import load_shape_table
 from hmrkit.data.shards import encode_image, encode_npz
 from hmrkit.data.synthetic.appearance import Outfit, paint_texture
 from hmrkit.data.synthetic.backgrounds import BackgroundSource
+from hmrkit.data.synthetic.mix import POSE_MIXES
 from hmrkit.geometry import rotations
 from hmrkit.geometry.cameras import Camera, focal_from_35mm
 from hmrkit.render.gbuffer import rasterize
@@ -82,6 +85,20 @@ class SceneConfig:
     texture_resolution: int = 256
     """Side of each person's UV texture."""
     jpeg_quality: int = 92
+    pose_mix: str = "photo"
+    """People's poses, one of :data:`~hmrkit.data.synthetic.mix.POSE_MIXES`: ``"photo"``
+    (:data:`~hmrkit.data.synthetic.mix.PHOTO_MIX`: mostly standing and walking, everyday
+    actions, 12 % seated on a seat prop, a few kneeling or sitting on the floor, each person
+    resting on the ground or on their seat) or ``"v1"`` (the synth-v1 draw: a key pose of
+    :data:`~hmrkit.data.synthetic.poses.V1_KEY_POSES` slerped towards any other, ground at
+    the lowest vertex)."""
+    self_intersection: bool = True
+    """Redraw self-intersecting poses (:class:`~hmrkit.data.synthetic.poses.SelfIntersection`
+    on the mean shape)."""
+    props: bool = True
+    """Give seated people a seat (chair, stool, bench or block, :mod:`~hmrkit.data.synthetic.
+    props`); ``False`` leaves the seated group out of the mix.  No effect with ``pose_mix="v1"``,
+    which has no supports."""
 
     def __post_init__(self):
         if self.split not in SPLITS:
@@ -92,17 +109,44 @@ class SceneConfig:
             raise ValueError(f"shapes must be one of {tuple(SHAPES)}, got '{self.shapes}'")
         if not 0.0 <= self.children_prob <= 1.0:
             raise ValueError(f"children_prob must be in [0, 1], got {self.children_prob}")
+        if self.pose_mix not in POSE_MIXES:
+            raise ValueError(f"pose_mix must be one of {tuple(POSE_MIXES)}, got '{self.pose_mix}'")
+
+    def __repr__(self) -> str:  # the dataclass repr, less fields at their synth-v1 value
+        kept = config_record(self)
+        return "SceneConfig(" + ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name in kept) + ")"
+
+
+V1_PEOPLE = {"pose_mix": "v1", "self_intersection": False, "props": False}
+"""The people of the first engine (synth-v1): fields added since, at the values that
+reproduce it.  :func:`config_record` leaves them out while they hold these values."""
+
+
+def config_record(config: SceneConfig) -> dict:
+    """``asdict(config)`` as recorded with the data (scene metadata, record keys, manifests,
+    repr), without the :data:`V1_PEOPLE` fields that hold their synth-v1 value: splits of the
+    first engine stay byte-identical."""
+    record = asdict(config)
+    for name, value in V1_PEOPLE.items():
+        if record[name] == value:
+            del record[name]
+    return record
 
 
 BENCHMARKS: dict[str, SceneConfig] = {
-    "synth-v1": SceneConfig(seed=1, split="test"),
+    "synth-v1": SceneConfig(seed=1, split="test", **V1_PEOPLE),
     "synth-v1-hard": SceneConfig(
         seed=2, split="test", focal_mm=(12.0, 24.0), pitch_deg=22.0, roll_deg=12.0,
-        occluder_prob=0.7, person_height_frac=(0.5, 0.95),
+        occluder_prob=0.7, person_height_frac=(0.5, 0.95), **V1_PEOPLE,
     ),
+    "synth-v2": SceneConfig(seed=3, split="test", pose_mix="photo", self_intersection=True,
+                            props=True),
 }
-"""Fixed, seeded test sets (scene counts in :data:`BENCHMARK_SIZES`)."""
-BENCHMARK_SIZES = {"synth-v1": 2000, "synth-v1-hard": 1000}
+"""Fixed, seeded test sets (scene counts in :data:`BENCHMARK_SIZES`).  The synth-v1 pair pins
+the first engine's people (:data:`V1_PEOPLE`: byte-identical shards); synth-v2 has the
+photo-like pose mix with seats and self-intersection rejection."""
+BENCHMARK_SIZES = {"synth-v1": 2000, "synth-v1-hard": 1000, "synth-v2": 2000}
 
 
 def scene_rng(config: SceneConfig, index: int) -> np.random.Generator:
@@ -165,7 +209,8 @@ class SceneEngine:
     """Holds the per-process state (body models, UV atlas) and renders scenes."""
 
     def __init__(self, config: SceneConfig):
-        from hmrkit.data.synthetic.poses import PoseSampler
+        from hmrkit.data.synthetic.mix import MixSampler, PoseGroup
+        from hmrkit.data.synthetic.poses import PoseSampler, SelfIntersection, vertex_segments
         from hmrkit.uv import UVAtlas, vertex_to_uv
 
         self.config = config
@@ -182,6 +227,17 @@ class SceneEngine:
         }
         self.backgrounds = BackgroundSource(config.background_folder)
         self.pose_sampler_cls = PoseSampler
+        self.intersection = SelfIntersection() if config.self_intersection else None
+        groups: tuple[PoseGroup, ...] | None = POSE_MIXES[config.pose_mix]
+        if groups is not None and not config.props:  # no seats: no seated people
+            kept = [g for g in groups if g.support != "seat"]
+            total = sum(g.weight for g in kept)
+            groups = tuple(PoseGroup(g.name, g.weight / total, g.key_poses, g.support)
+                           for g in kept)
+        self.pose_groups = groups
+        self.mix_sampler_cls = MixSampler
+        self.segment = vertex_segments(data.lbs_weights)[0]  # for support checks
+        self.stats = {"people": 0, "support_redraws": 0, "support_fallbacks": 0}
         R = config.texture_resolution
         atlas = UVAtlas.build(self.faces, self.texcoords, self.face_uv, R, data.num_vertices)
         template = torch.as_tensor(data.v_template)[None]
@@ -229,48 +285,123 @@ class SceneEngine:
 
     def _people(self, cam: SceneCamera, rng: np.random.Generator) -> list[dict]:
         n = 1 + int(rng.choice(len(self.config.people), p=self.config.people))
-        poses = self.pose_sampler_cls(seed=int(rng.integers(2**31))).sample(n)
+        seed = int(rng.integers(2**31))
+        sampling = dict(reject_self_intersection=self.intersection is not None,
+                        body=self.intersection)
+        if self.pose_groups is None:  # pose_mix "v1"
+            poses, mix = self.pose_sampler_cls(seed=seed, **sampling).sample(n), None
+        else:
+            mix = self.mix_sampler_cls(self.pose_groups, seed=seed, **sampling)
         betas = self._betas(rng, n)
         people, ground = [], None
         for p in range(n):
             yaw = self._yaw(rng)
             world_orient = _rotation("y", yaw)
-            orient = cam.cam_to_world.T @ world_orient
-            with torch.no_grad():
-                out = self.body(
-                    torch.as_tensor(orient)[None], poses[p : p + 1, 1:].double(),
-                    torch.as_tensor(betas[p : p + 1]),
-                )
-            verts, joints = out.vertices[0].numpy(), out.joints[0].numpy()
+            extra = {}
+            if mix is None:
+                orient = cam.cam_to_world.T @ world_orient
+                with torch.no_grad():
+                    out = self.body(
+                        torch.as_tensor(orient)[None], poses[p : p + 1, 1:].double(),
+                        torch.as_tensor(betas[p : p + 1]),
+                    )
+                verts, joints = out.vertices[0].numpy(), out.joints[0].numpy()
+                body_pose = poses[p, 1:].double().numpy()
+            else:  # a supported pose posed in the body frame, then turned into the camera's
+                body_pose, verts, joints, extra = self._supported_pose(mix, betas[p], rng)
+                if extra["lean"] is not None:
+                    world_orient = world_orient @ extra["lean"]
+                orient = cam.cam_to_world.T @ world_orient
+                root = joints[0].copy()
+                verts, joints = (verts - root) @ orient.T + root, (joints - root) @ orient.T + root
+                if extra["prop"] is not None:
+                    local, faces = extra["prop"].mesh()
+                    extra.update(prop_local=local, prop_faces=faces,
+                                 prop_verts=(local - root) @ orient.T + root)
             frac = rng.uniform(*self.config.person_height_frac) / (1 + 0.35 * (n - 1))
             transl, ground = self._place(cam, rng, verts, joints, frac, ground)
+            if "prop_verts" in extra:
+                extra["prop_verts"] = extra["prop_verts"] + transl
             people.append(dict(
                 verts=verts + transl, joints=joints + transl, transl=transl,
-                orient=orient, world_orient=world_orient, body_pose=poses[p, 1:].double().numpy(),
-                betas=betas[p], outfit=Outfit.sample(rng),
+                orient=orient, world_orient=world_orient, body_pose=body_pose,
+                betas=betas[p], outfit=Outfit.sample(rng), **extra,
             ))
         return people
 
+    def _supported_pose(self, mix, betas: np.ndarray, rng: np.random.Generator, tries: int = 10):
+        """A pose of a random group of ``mix`` whose support holds (or is built), posed with
+        an identity root: (body pose (23, 3, 3), vertices, joints, extras: group, support,
+        seat prop, lean)."""
+        from hmrkit.data.synthetic.poses import key_pose
+        from hmrkit.data.synthetic.props import Support, support
+
+        group = mix.group()
+        kind = mix.groups[group].support
+        beta = torch.as_tensor(betas[None])
+        self.stats["people"] += 1
+        for attempt in range(tries + 1):
+            if attempt < tries:
+                pose = torch.as_tensor(mix.draw(group))
+            else:  # give up on the group: a relaxed stance, standing on the ground
+                self.stats["support_fallbacks"] += 1
+                pose, kind = key_pose("stand_relaxed", torch.float64), "feet"
+            with torch.no_grad():
+                out = self.body(None, pose[None, 1:], beta)
+            verts, joints = out.vertices[0].numpy(), out.joints[0].numpy()
+            result = support(kind, verts, joints, self.segment, rng)
+            if result.ok or attempt == tries:
+                break
+            self.stats["support_redraws"] += 1
+        result = result if result.ok else Support(True)
+        return pose[1:].numpy(), verts, joints, {
+            "group": mix.groups[group].name if kind == mix.groups[group].support else "stand",
+            "support": kind, "prop": result.prop, "lean": result.lean}
+
     # ------------------------------------------------------------------ scene
-    def render(self, index: int) -> dict:
-        """Render scene ``index``: images, maps and per-person labels (numpy)."""
+    def compose(self, index: int) -> tuple[np.random.Generator, SceneCamera, list[dict]]:
+        """Camera and people of scene ``index`` (no rendering) and the scene's random stream,
+        positioned where :meth:`render` continues it."""
         rng = scene_rng(self.config, index)
         for _ in range(20):
             cam = sample_camera(self.config, rng)
             people = self._people(cam, rng)
             camera_height = -min((p["verts"] @ cam.cam_to_world.T)[:, 1].min() for p in people)
-            if 0.2 < camera_height < 6.0 and all(p["verts"][:, 2].min() > 0.3 for p in people):
+            if 0.2 < camera_height < 6.0 and all(p["verts"][:, 2].min() > 0.3 for p in people) \
+                    and all(p["prop_verts"][:, 2].min() > 0.3 for p in people if "prop_verts" in p):
                 break
+        return rng, cam, people
+
+    def people_labels(self, index: int) -> dict[str, np.ndarray]:
+        """The labels of scene ``index`` without rendering it (fast): every keypoint in the
+        image counts as visible (no occlusion is known without the render)."""
+        _, cam, people = self.compose(index)
+        return self._labels(people, cam, None)
+
+    def render(self, index: int) -> dict:
+        """Render scene ``index``: images, maps and per-person labels (numpy)."""
+        rng, cam, people = self.compose(index)
         W, H, F = cam.width, cam.height, len(self.faces)
         verts = np.concatenate([p["verts"] for p in people])
         faces = np.concatenate([self.faces + i * len(p["verts"]) for i, p in enumerate(people)])
+        face_uv = np.concatenate([self.face_uv] * len(people))
+        seats = [p for p in people if "prop_verts" in p]
+        if seats:  # seat props join the mesh after the people (module props)
+            n_person_faces, seat_local = len(faces), [np.zeros_like(verts)]
+            for p in seats:
+                faces = np.concatenate([faces, p["prop_faces"] + len(verts)])
+                verts = np.concatenate([verts, p["prop_verts"]])
+                seat_local.append(p["prop_local"])
+            face_uv = np.concatenate([face_uv, np.zeros((len(faces) - n_person_faces, 3),
+                                                        face_uv.dtype)])
         gbuf = rasterize(verts, faces, cam.camera)
         hits = gbuf.hits
         person = hits.triangle // F
         local_tri = hits.triangle % F
+        if seats:
+            person = np.where(hits.triangle < n_person_faces, person, -1)
 
         # textured, lit colour of every foreground pixel
-        face_uv = np.concatenate([self.face_uv] * len(people))
         uv = _interpolate_corners(gbuf, face_uv, self.texcoords)
         rgb = np.zeros((len(hits.index), 3))
         textures = []
@@ -280,6 +411,13 @@ class SceneEngine:
             textures.append(tex)
             sel = person == i
             rgb[sel] = sample_texture(tex, uv[sel])
+        if seats:
+            local = _interpolate_corners(gbuf, faces, np.concatenate(seat_local))
+            start = n_person_faces
+            for p in seats:
+                sel = (hits.triangle >= start) & (hits.triangle < start + len(p["prop_faces"]))
+                rgb[sel] = p["prop"].colours(local[sel])
+                start += len(p["prop_faces"])
         normals = _interpolate_corners(gbuf, faces, vertex_normals(verts, faces))
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
         light = rng.normal(size=3) * np.array([1.0, 0.5, 0.3]) + np.array([0, -0.6, -1.0])
@@ -346,7 +484,9 @@ class SceneEngine:
             out.append({"person": i, "kind": kind, "center": [cx, cy], "size": [w, h]})
         return out
 
-    def _labels(self, people, cam, instances) -> dict[str, np.ndarray]:
+    def _labels(self, people, cam, instances: np.ndarray | None) -> dict[str, np.ndarray]:
+        """Per-person labels; keypoints are visible when inside the image and on the person's
+        pixels of ``instances`` (every in-image keypoint without ``instances``)."""
         W, H = cam.width, cam.height
         P = len(people)
         lab: dict[str, list] = {k: [] for k in (
@@ -362,7 +502,8 @@ class SceneEngine:
                 uv = uvz[:, :2] / uvz[:, 2:]
                 inside = (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
                 px = np.clip(uv.astype(int), 0, [W - 1, H - 1])
-                vis = inside & (instances[px[:, 1], px[:, 0]] == i + 1)
+                vis = inside if instances is None else inside & (
+                    instances[px[:, 1], px[:, 0]] == i + 1)
                 lab[f"keypoints2d/{s}"].append(np.concatenate([uv, vis[:, None]], 1))
                 visible_all.append(vis)
                 if s == "lsp14":
@@ -419,13 +560,20 @@ def encode_scene(scene: dict, config: SceneConfig, index: int) -> dict[str, byte
     """Tar members of one scene record (see :mod:`hmrkit.data.shards`)."""
     cam = scene["camera"]
     meta = {
-        "index": index, "config": asdict(config), "background": scene["background"],
+        "index": index, "config": config_record(config), "background": scene["background"],
         "camera": {"width": cam.width, "height": cam.height, "focal": cam.focal,
                    "pitch_deg": float(np.rad2deg(cam.pitch)),
                    "roll_deg": float(np.rad2deg(cam.roll))},
         "outfits": [asdict(p["outfit"]) for p in scene["people"]],
         "occluders": scene["occluders"],
     }
+    if config.pose_mix != V1_PEOPLE["pose_mix"]:  # what holds each person up
+        meta["supports"] = [
+            {"group": p["group"], "support": p["support"],
+             "lean_deg": 0.0 if p["lean"] is None else round(float(np.rad2deg(
+                 np.arctan2(p["lean"][1, 2], p["lean"][1, 1]))), 2),
+             "prop": None if p["prop"] is None else p["prop"].describe()}
+            for p in scene["people"]]
     record = {
         "image.jpg": encode_image(scene["image"], "jpg", config.jpeg_quality),
         "labels.npz": encode_npz(scene["labels"]),
