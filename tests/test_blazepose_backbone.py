@@ -218,7 +218,8 @@ def test_backbone_taps_and_features(lite):
     torch.testing.assert_close(got, outputs["Identity"], atol=1e-4, rtol=0)
     feats = bb.features(raw)
     assert feats.shape == (2, bb.out_features)
-    lm = feats[:, 1152 + bb.raw_shapes()["encoder"][0]:][:, :195].reshape(2, 39, 5)
+    start = bb.raw_shapes()["trunk"][0] + bb.raw_shapes()["encoder"][0]
+    lm = feats[:, start : start + 195].reshape(2, 39, 5)
     torch.testing.assert_close(lm[..., :2], raw["landmarks"][..., :2] / (LANDMARK_RES / 2) - 1)
     assert ((lm[..., 3:] >= 0) & (lm[..., 3:] <= 1)).all()
     # cached outputs give the same features as the images
@@ -238,8 +239,7 @@ def test_partial_training_reaches_the_regression_branch_only(lite):
     x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
     out = bb.network(x)
     heat = next(v for v in out.values() if v.dim() == 4 and v.shape[1] == 39)
-    grads = torch.autograd.grad(heat.sum(), trainable, allow_unused=True)
-    assert all(g is None for g in grads)  # the heatmaps do not depend on the trained part
+    assert not heat.requires_grad  # the heatmaps do not depend on the trained part
     feats = bb(x)
     grads = torch.autograd.grad(feats.sum(), trainable, allow_unused=True)
     assert sum(g is not None for g in grads) > 0.9 * len(trainable)

@@ -19,15 +19,15 @@ import cv2
 import numpy as np
 import torch
 
-SHIPPED_MODEL = "cliff-r18-96-synth.pt"
-"""File name of the shipped model in ``hmrkit/models/weights`` (docs/baselines.md)."""
 DEMO_SEED = 1000
 """Scene seed of the demo (synth-v1 uses 1, the training data 0)."""
 
 
 def shipped_model_path() -> Path:
-    """Path of the shipped demo model (an export, float16 weights)."""
-    return Path(__file__).parent / "models" / "weights" / SHIPPED_MODEL
+    """Path of the shipped default model (:data:`hmrkit.models.weights.DEFAULT_MODEL`)."""
+    from hmrkit.models.weights import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
 
 
 def _tile(image: np.ndarray, size: int) -> np.ndarray:

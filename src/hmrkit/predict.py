@@ -61,8 +61,9 @@ EPILOG = ("exit status: 0 if at least one image gave a result, 1 if none did, 2 
           "error (missing input, folder without images, bad checkpoint or boxes file, "
           "detector not installed)")
 
-Box = tuple[np.ndarray, float]
-"""A square box: centre (2,) and side, in full-image pixels."""
+Box = tuple[np.ndarray, float] | tuple[np.ndarray, float, float]
+"""A square box: centre (2,) and side, in full-image pixels (and optionally its angle in
+radians, :func:`hmrkit.geometry.crops.crop_matrix`: a BlazePose ROI)."""
 
 
 class PredictError(Exception):
@@ -345,21 +346,37 @@ def load_model(checkpoint: str, device: str):
 
 
 def make_batch(people: list[tuple[np.ndarray, Box, float | None]], res: int | None,
-               rois: int = 1) -> dict:
+               rois: int = 1, crop_style: str = "box") -> dict:
     """Model input for ``(image, box, focal)`` persons: crops, boxes and cameras (float32).
 
     Every person is cut by :func:`hmrkit.data.images.person_crop` (``res`` None: the geometry
     only, for methods that read no image); ``rois > 1`` (Multi-RoI methods) also adds the
     ``rois/*`` keys: the first ``rois`` RoIs around each box, RoI 0 the box itself, as datasets
-    built with ``rois=M`` hold them. ``focal`` None: the default ``sqrt(W^2 + H^2)``.
+    built with ``rois=M`` hold them. ``focal`` None: the default ``sqrt(W^2 + H^2)``. A box may
+    carry a third entry, its angle (a BlazePose ROI: ``Person.center, size, rotation``);
+    ``crop_style="blazepose"`` (the method's) samples it as MediaPipe does
+    (:func:`hmrkit.blazepose.roi.sampling_center`, edge pixels replicated).
     """
     import torch
 
     from hmrkit.data.images import person_crop
     from hmrkit.geometry.cameras import Camera
 
-    keys = [person_crop(None if res is None else image, box[0], box[1], res or 1, rois=rois)
-            .sample_keys(rois=rois > 1) for image, box, _ in people]
+    keys = []
+    for image, box, _ in people:
+        center, size = box[0], box[1]
+        rotation = box[2] if len(box) > 2 else None
+        border = "zero"
+        if crop_style == "blazepose" and res is not None:
+            from hmrkit.blazepose.roi import sampling_center
+
+            rotation = 0.0 if rotation is None else float(rotation)
+            center = sampling_center(torch.as_tensor(center, dtype=torch.float64), size,
+                                     rotation, res).numpy()
+            border = "replicate"
+        keys.append(person_crop(None if res is None else image, center, size, res or 1,
+                                rois=rois, rotation=rotation, border=border)
+                    .sample_keys(rois=rois > 1))
     batch = {k: torch.from_numpy(np.stack([p[k] for p in keys])) for k in keys[0]}
     wh = torch.tensor([[im.shape[1], im.shape[0]] for im, _, _ in people], dtype=torch.float64)
     focal = [f for _, _, f in people]
@@ -413,7 +430,8 @@ def estimate(model, people: list, device, batch_size: int,
 
     results = []
     for start in range(0, len(people), batch_size):
-        batch = make_batch(people[start : start + batch_size], model.crop_size, model.num_rois)
+        batch = make_batch(people[start : start + batch_size], model.crop_size, model.num_rois,
+                           getattr(model, "crop_style", "box"))
         missing = [k for k in model.input_keys() if k not in batch]
         if missing:
             raise PredictError(f"{type(model).__name__} reads Sample keys {missing} that "

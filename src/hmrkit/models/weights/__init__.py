@@ -1,0 +1,17 @@
+"""Files shipped with hmrkit's models: the default model and the mean pose.
+
+:data:`DEFAULT_MODEL` is the model ``hmrkit predict`` and ``hmrkit demo`` use when no checkpoint
+is given (an export, :func:`hmrkit.models.checkpoints.export_method`); ``docs/baselines.md``
+gives the config and commands that trained it and its figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["DEFAULT_MODEL", "WEIGHTS_DIR"]
+
+WEIGHTS_DIR = Path(__file__).parent
+"""The folder of the shipped files."""
+DEFAULT_MODEL = WEIGHTS_DIR / "cliff-r18-96-synth.pt"
+"""The default model (``hmrkit predict``, ``hmrkit demo``)."""
