@@ -369,3 +369,23 @@ def test_train_from_a_feature_cache(lite, tiny_split, tmp_path):
     cfg["model"]["init_args"]["backbone"]["init_args"]["variant"] = "full"
     path.write_text(json.dumps(cfg))
     assert train(["--config", str(path)]) == 2
+
+
+def test_predict_cuts_mediapipes_crop_for_blazepose_methods():
+    """``hmrkit predict`` cuts a BlazePose ROI exactly as MediaPipe's pipeline does
+    (hmrkit.blazepose.roi.warp_crops of crop_affine, edge pixels replicated)."""
+    from hmrkit.blazepose.roi import crop_affine, warp_crops
+    from hmrkit.predict import make_batch
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    center, size, rotation = np.array([180.3, 160.8]), 280.0, 0.4  # overhangs the image
+    batch = make_batch([(image, (center, size, rotation), None)], 256, crop_style="blazepose")
+    expected = warp_crops(image, crop_affine(torch.tensor(center)[None], torch.tensor([size]),
+                                             torch.tensor([rotation]), 256), 256)[0]
+    got = (batch["image"][0].permute(1, 2, 0).numpy() * 255).round()
+    assert np.abs(got - expected).max() <= 1.0
+    assert float(batch["box_rotation"][0]) == pytest.approx(rotation)
+    # a plain box for a BlazePose method: an upright crop (angle 0)
+    upright = make_batch([(image, (center, size), None)], 256, crop_style="blazepose")
+    assert float(upright["box_rotation"][0]) == 0.0

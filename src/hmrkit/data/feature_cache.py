@@ -138,6 +138,7 @@ class CacheWriter:
                     path) != entry["sha256"]:
                 del self.chunks[j]
         self.seconds = sum(float(c.get("seconds", 0.0)) for c in self.chunks.values())
+        self.cpu_seconds = sum(float(c.get("cpu_seconds", 0.0)) for c in self.chunks.values())
         self._write_manifest()
 
     def items(self, j: int) -> range:
@@ -149,9 +150,10 @@ class CacheWriter:
         """Chunks still to write, in order."""
         return [j for j in range(self.num_chunks) if j not in self.chunks]
 
-    def write_chunk(self, j: int, arrays: dict[str, np.ndarray], seconds: float = 0.0) -> None:
+    def write_chunk(self, j: int, arrays: dict[str, np.ndarray], seconds: float = 0.0,
+                    cpu_seconds: float = 0.0) -> None:
         """Write chunk ``j`` (arrays with a leading axis of ``len(items(j))``) atomically and
-        record it."""
+        record it (with the wall and CPU seconds it took)."""
         n = len(self.items(j))
         bad = [k for k, v in arrays.items() if len(v) != n]
         if bad:
@@ -169,8 +171,10 @@ class CacheWriter:
         _atomic(path, write)
         self.chunks[j] = {"index": j, "name": path.name, "items": [j * int(
             self.build["chunk_size"]), j * int(self.build["chunk_size"]) + n],
-            "bytes": path.stat().st_size, "sha256": _sha256(path), "seconds": round(seconds, 3)}
+            "bytes": path.stat().st_size, "sha256": _sha256(path), "seconds": round(seconds, 3),
+            "cpu_seconds": round(cpu_seconds, 3)}
         self.seconds += seconds
+        self.cpu_seconds += cpu_seconds
         self._write_manifest()
 
     def _write_manifest(self) -> None:
@@ -180,7 +184,8 @@ class CacheWriter:
             "format": CACHE_FORMAT, "format_version": CACHE_FORMAT_VERSION, **self.build,
             "items": self.total, "complete": len(chunks) == self.num_chunks,
             "items_written": done, "bytes": sum(c["bytes"] for c in chunks),
-            "seconds": round(self.seconds, 3), "chunks": chunks,
+            "seconds": round(self.seconds, 3), "cpu_seconds": round(self.cpu_seconds, 3),
+            "chunks": chunks,
         }
         atomic_write_text(self.folder / MANIFEST, json.dumps(manifest, indent=1))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from hmrkit.geometry.cameras import Camera
 from hmrkit.geometry.crops import CropBox
@@ -32,7 +32,7 @@ class HMR(Method):
     def __init__(
         self,
         backbone: Callable[[int], Backbone] = TimmBackbone,
-        head: Callable[[int, int, int, int], IterativeRegressor] = IterativeRegressor,
+        head: Callable[[int, int, int, int], nn.Module] = IterativeRegressor,
         box_info: Callable[[], BoxInfo] | None = None,
         losses: Callable[[], LossSet] = SPINLosses,
         crop_size: int = 224,
@@ -45,8 +45,10 @@ class HMR(Method):
             backbone: the image backbone, built with ``image_size=crop_size``
                 (:class:`~hmrkit.models.backbones.TimmBackbone`: ``name``, ``checkpoint``).
             head: the regressor, built with the backbone's width, the box information's width
-                and the body model's joints and shape coefficients
-                (:class:`~hmrkit.models.heads.IterativeRegressor`: ``hidden``, ``iterations``).
+                and the body model's joints and shape coefficients, called as
+                ``head(features, info) -> [RegressorOutput per iteration]``
+                (:class:`~hmrkit.models.heads.IterativeRegressor`: ``hidden``, ``iterations``;
+                or a lifting head).
             box_info: extra regressor input describing the box in the full image (None for
                 HMR; CLIFF's :class:`~hmrkit.models.box_info.CliffBoxInfo`).
             losses: the training objective (:mod:`hmrkit.losses.sets`).
