@@ -1,4 +1,5 @@
-"""The ``hmrkit`` command: ``demo``, ``synth``, ``train``, ``evaluate``, ``predict``, ``export``.
+"""The ``hmrkit`` command: ``demo``, ``synth``, ``cache``, ``train``, ``evaluate``, ``predict``,
+``export``.
 
 ``hmrkit train`` is Lightning's CLI (``hmrkit train --help``); the others are argparse.
 """
@@ -115,7 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("train", help="train a method from a YAML config (Lightning CLI; see "
                    "'hmrkit train --help')", add_help=False)
 
-    from hmrkit import evaluate, predict  # light imports: torch loads in run()
+    from hmrkit import cache, evaluate, predict  # light imports: torch loads in run()
+
+    ca = sub.add_parser("cache", help="a frozen BlazePose backbone's outputs for a synthetic "
+                        "split, on disk (train heads without rerunning it)",
+                        description=cache.__doc__.split("\n\n")[0])
+    cache.add_arguments(ca)
+    ca.set_defaults(func=cache.run)
 
     ev = sub.add_parser("evaluate", help="metrics of a checkpoint on a split (JSON, Markdown)")
     evaluate.add_arguments(ev)

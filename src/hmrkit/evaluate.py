@@ -53,15 +53,16 @@ def lens_subsets(batch: dict) -> list[str]:
 
 def dataset_for(model, data, format: str = "synth", limit: int | None = None,
                 extra_keys: tuple[str, ...] = (), **kwargs):
-    """The test split ``data`` as ``model`` reads it (the method contract: its crop size, RoI
-    count and input keys, with the labels the metrics need, and ``extra_keys``), ``limit``
-    persons evenly spread (all when None); ``kwargs`` go to :func:`build_dataset`."""
+    """The test split ``data`` as ``model`` reads it (the method contract: its crop size and
+    style, RoI count and input keys, with the labels the metrics need, and ``extra_keys``),
+    ``limit`` persons evenly spread (all when None); ``kwargs`` go to :func:`build_dataset`."""
     keys = (*model.input_keys(), *SPARSE_KEYS, "meta/body_model", *extra_keys)
     keys = tuple(dict.fromkeys(keys))
     if model.crop_size is None:
         keys = tuple(k for k in keys if not k.endswith("image"))
     crop = IMAGELESS_CROP if model.crop_size is None else model.crop_size
-    dataset = build_dataset(format, data, crop, rois=model.num_rois, keys=keys, **kwargs)
+    dataset = build_dataset(format, data, crop, rois=model.num_rois, keys=keys,
+                            crop_style=getattr(model, "crop_style", "box"), **kwargs)
     return evenly_spaced(dataset, limit)
 
 

@@ -479,7 +479,7 @@ def reads_rotated_boxes(model) -> bool:
 
 
 def make_batch(people: list[tuple[np.ndarray, PersonBox, float | None]], res: int | None,
-               rois: int = 1, rotated: bool = False) -> dict:
+               rois: int = 1, rotated: bool = False, crop_style: str = "box") -> dict:
     """Model input for ``(image, box, focal)`` persons: crops, boxes and cameras (float32).
 
     Every person is cut by :func:`hmrkit.data.images.person_crop` (``res`` None: the geometry
@@ -487,15 +487,29 @@ def make_batch(people: list[tuple[np.ndarray, PersonBox, float | None]], res: in
     ``rois/*`` keys: the first ``rois`` RoIs around each box, RoI 0 the box itself, as datasets
     built with ``rois=M`` hold them. ``rotated``: every box has ``box_rotation`` (0 for upright
     boxes); otherwise rotations are not used. ``focal`` None: the default ``sqrt(W^2 + H^2)``.
+    ``crop_style="blazepose"`` (the method's) samples rotated boxes as MediaPipe does
+    (:func:`hmrkit.blazepose.roi.sampling_center`, edge pixels replicated).
     """
     import torch
 
     from hmrkit.data.images import person_crop
     from hmrkit.geometry.cameras import Camera
 
-    keys = [person_crop(None if res is None else image, box.center, box.size, res or 1,
-                        rois=rois, rotation=(box.rotation or 0.0) if rotated else None)
-            .sample_keys(rois=rois > 1) for image, box, _ in people]
+    keys = []
+    for image, box, _ in people:
+        center, size = box.center, box.size
+        rotation = (box.rotation or 0.0) if rotated else None
+        border = "zero"
+        if crop_style == "blazepose" and res is not None:
+            from hmrkit.blazepose.roi import sampling_center
+
+            rotation = float(rotation or 0.0)
+            center = sampling_center(torch.as_tensor(center, dtype=torch.float64), size,
+                                     rotation, res).numpy()
+            border = "replicate"
+        keys.append(person_crop(None if res is None else image, center, size, res or 1,
+                                rois=rois, rotation=rotation, border=border)
+                    .sample_keys(rois=rois > 1))
     batch = {k: torch.from_numpy(np.stack([p[k] for p in keys])) for k in keys[0]}
     wh = torch.tensor([[im.shape[1], im.shape[0]] for im, _, _ in people], dtype=torch.float64)
     focal = [f for _, _, f in people]
@@ -553,7 +567,7 @@ def estimate(model, people: list, device, batch_size: int,
     results = []
     for start in range(0, len(people), batch_size):
         batch = make_batch(people[start : start + batch_size], model.crop_size, model.num_rois,
-                           rotated)
+                           rotated, getattr(model, "crop_style", "box"))
         missing = [k for k in model.input_keys() if k not in batch]
         if missing:
             raise PredictError(f"{type(model).__name__} reads Sample keys {missing} that "

@@ -9,7 +9,9 @@ data module's typed constructor arguments (YAML under ``configs/``; ``--print_co
 every key with its default); Lightning saves it (``config.yaml``) next to the TensorBoard
 logs and checkpoints of every run. A key that does not exist is an error naming it. The sizes
 model and data share are set once, in the model: the data module's crop size, RoI count and
-keys are linked from the model's ``crop_size``, ``num_rois`` and ``input_keys()``.
+keys are linked from the model's ``crop_size``, ``num_rois`` and ``input_keys()``, its crop
+style from ``crop_style``, and a feature cache (``data.format: feature-cache``) is checked
+against the backbone's ``cache_signature()``.
 Checkpoints are written atomically (:class:`~hmrkit.models.checkpoints.AtomicCheckpointIO`).
 The same config runs on CPU, one GPU or many (``--trainer.accelerator gpu --trainer.devices 4
 --trainer.strategy ddp --trainer.precision bf16-mixed``): only trainer settings change.
@@ -56,6 +58,15 @@ def _input_keys(model) -> tuple[str, ...]:
     return tuple(model.input_keys())
 
 
+def _crop_style(model) -> str:
+    return getattr(model, "crop_style", "box")
+
+
+def _cache_signature(model) -> dict | None:
+    backbone = getattr(model, "backbone", None)
+    return backbone.cache_signature() if hasattr(backbone, "cache_signature") else None
+
+
 class HMRKitCLI(LightningCLI):
     """LightningCLI with a ``--resume`` option, checks across config keys, atomic checkpoints
     and hmrkit's callbacks (:class:`~hmrkit.guard.NonFiniteGuard`,
@@ -71,6 +82,10 @@ class HMRKitCLI(LightningCLI):
         parser.link_arguments("model.crop_size", "data.crop_size", apply_on="instantiate")
         parser.link_arguments("model.num_rois", "data.rois", apply_on="instantiate")
         parser.link_arguments("model", "data.keys", compute_fn=_input_keys,
+                              apply_on="instantiate")
+        parser.link_arguments("model", "data.crop_style", compute_fn=_crop_style,
+                              apply_on="instantiate")
+        parser.link_arguments("model", "data.features", compute_fn=_cache_signature,
                               apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:

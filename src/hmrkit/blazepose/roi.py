@@ -45,8 +45,11 @@ __all__ = [
     "image_to_crop",
     "crop_affine",
     "detection_roi",
+    "keypoint_roi",
+    "label_radius_candidates",
     "letterbox_affine",
     "normalize_radians",
+    "sampling_center",
     "warp_crops",
     "warp_to_image",
 ]
@@ -96,11 +99,67 @@ def detection_roi(keypoints: torch.Tensor, scale: float = ROI_SCALE, start: int 
     return p0, size, -r
 
 
+KEYPOINT_RADIUS_SCALE = 0.98
+"""Detector radius ``|kp1 - kp0|`` over the labels' :func:`label_radius_candidates`
+``"max_keypoint"`` (median ratio on synthetic renders, ``benchmarks/blazepose_roi.py``)."""
+
+
+def _hips_and_shoulders(coco17: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Midpoints of the COCO hips (11, 12) and shoulders (5, 6), ``(B, 2)``."""
+    return coco17[:, 11:13, :2].mean(1), coco17[:, 5:7, :2].mean(1)
+
+
+def label_radius_candidates(coco17: torch.Tensor, smpl24: torch.Tensor
+                            ) -> dict[str, torch.Tensor]:
+    """Body radii ``(B,)`` from labelled 2D keypoints (full-image pixels, ``(B, 17, 3)`` and
+    ``(B, 24, 3)``), measured from the hips' midpoint: ``max_keypoint`` (the farthest COCO-17 or
+    SMPL-24 keypoint), ``max_coco`` (the farthest COCO-17 keypoint) and ``torso`` (hips to
+    shoulders). :data:`KEYPOINT_RADIUS_SCALE` relates the chosen one to the detector's."""
+    hip, shoulders = _hips_and_shoulders(coco17)
+    points = torch.cat([coco17[..., :2], smpl24[..., :2]], 1)
+    far = (points - hip[:, None]).norm(dim=-1)
+    return {"max_keypoint": far.amax(1), "max_coco": far[:, :17].amax(1),
+            "torso": (shoulders - hip).norm(dim=-1)}
+
+
+def keypoint_roi(coco17: torch.Tensor, smpl24: torch.Tensor,
+                 radius_scale: float = KEYPOINT_RADIUS_SCALE, scale: float = ROI_SCALE):
+    """MediaPipe's rotated square ROI built from labelled keypoints instead of a detection.
+
+    The detector's ``kp0`` is the hips' midpoint, ``kp0 -> kp1`` points from the hips towards
+    the shoulders and ``|kp1 - kp0|`` is the radius of a circle around the body; here: the COCO
+    hips' midpoint, the direction to the shoulders' midpoint and ``radius_scale`` x the distance
+    to the farthest keypoint (:func:`label_radius_candidates`), through
+    :func:`detection_roi`. ``coco17 (B, 17, 2+)``, ``smpl24 (B, 24, 2+)`` full-image pixels (all
+    keypoints, visible or not). Returns ``center (B, 2)``, ``size (B,)``, ``rotation (B,)``.
+    """
+    hip, shoulders = _hips_and_shoulders(coco17)
+    up = shoulders - hip
+    up = up / up.norm(dim=-1, keepdim=True).clamp(min=1e-9)
+    radius = radius_scale * label_radius_candidates(coco17, smpl24)["max_keypoint"]
+    return detection_roi(torch.stack([hip, hip + radius[:, None] * up], 1), scale=scale)
+
+
 def crop_affine(center, size, rotation, res: int = LANDMARK_RES) -> torch.Tensor:
     """Full-image -> crop affine ``(B, 2, 3)`` of a rotated square ROI (MediaPipe's sampling:
     ``crop_matrix`` then half a pixel, see the module docstring)."""
     center = torch.as_tensor(center, dtype=torch.float64)
     return _half_pixel_shift(crop_matrix(center, size, res, rotation))
+
+
+def sampling_center(center, size, rotation, res: int = LANDMARK_RES) -> torch.Tensor:
+    """The box centre ``c'`` whose plain ``crop_matrix(c', size, res, rotation)`` is MediaPipe's
+    sampling of the ROI ``(center, size, rotation)`` (:func:`crop_affine`: ``crop_matrix`` then
+    half a crop pixel): ``c' = c - (size / res) R(rotation)^T (1/2, 1/2)``. Crop builders that
+    take a box (:func:`hmrkit.data.images.person_crop`) cut MediaPipe's crop around it."""
+    center = torch.as_tensor(center, dtype=torch.float64)
+    size = torch.as_tensor(size, dtype=torch.float64).expand(center.shape[:-1])
+    rot = torch.as_tensor(rotation, dtype=torch.float64).expand(center.shape[:-1])
+    cos, sin = torch.cos(rot), torch.sin(rot)
+    half = NETWORK_PIXEL_OFFSET * size / res
+    # R^T (h, h) with R = [[cos, -sin], [sin, cos]]
+    shift = torch.stack([half * (cos + sin), half * (cos - sin)], -1)
+    return center - shift
 
 
 def warp_crops(image: np.ndarray, affines: torch.Tensor, res: int,

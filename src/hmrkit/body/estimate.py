@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 
+import torch
 from torch import Tensor
 
 from hmrkit.geometry.cameras import Camera
@@ -60,6 +61,31 @@ class BodyEstimate:
         """The predicted camera, else ``camera`` (the sample's)."""
         return self.camera if self.camera is not None else camera
 
+    def unrolled(self, roll: Tensor) -> BodyEstimate:
+        """The estimate made in a rolled camera frame, in the camera frame.
+
+        A method reading rotated crops (:class:`~hmrkit.geometry.crops.CropBox` with a
+        rotation) estimates in the frame of the camera rolled by the crop's angle,
+        ``X_rolled = roll X_cam`` with ``roll = CropBox.roll_matrix()`` ``(B, 3, 3)``. Here:
+        root orientation ``roll^T G``; joints and vertices turned about the root joint ``J0``
+        (which posing leaves in place): ``roll^T (X - J0) + J0``; translation
+        ``roll^T (J0 + t) - J0``, so that ``vertices + transl`` is ``roll^T (vertices_rolled +
+        t_rolled)``. The crop camera is the crop's and stays. Needs ``joints`` (pose first).
+        """
+        if self.joints is None:
+            raise ValueError("BodyEstimate.unrolled needs the posed joints (call posed() first)")
+        rt = roll.transpose(-1, -2).to(self.joints)
+        root = self.joints[:, :1]
+        changes: dict = {"joints": roll_about(self.joints, root, rt)}
+        if self.vertices is not None:
+            changes["vertices"] = roll_about(self.vertices, root, rt)
+        if self.rotmat is not None:
+            changes["rotmat"] = torch.cat([(rt @ self.rotmat[:, 0])[:, None], self.rotmat[:, 1:]],
+                                          1)
+        if self.transl is not None:
+            changes["transl"] = unroll_translation(self.transl, root[:, 0], rt)
+        return replace(self, **changes)
+
     def detach(self) -> BodyEstimate:
         """A copy without autograd history (tensors and the predicted camera)."""
         changes = {}
@@ -73,3 +99,19 @@ class BodyEstimate:
                                        None if cam.cam_to_world is None
                                        else cam.cam_to_world.detach())
         return replace(self, **changes)
+
+
+def roll_about(points: Tensor, root: Tensor, rotation: Tensor) -> Tensor:
+    """``rotation (X - root) + root`` for points ``(B, N, 3)``, roots ``(B, 1, 3)`` and rotations
+    ``(B, 3, 3)``."""
+    return (points - root) @ rotation.transpose(-1, -2) + root
+
+
+def unroll_translation(transl: Tensor, root: Tensor, rotation: Tensor) -> Tensor:
+    """``rotation (root + t) - root``: translations ``(B, 3)`` or ``(B, M, 3)`` of bodies whose
+    root joints are ``root`` (``(B, 3)``, or one per translation), turned by ``rotation
+    (B, 3, 3)`` about the camera centre (:meth:`BodyEstimate.unrolled`)."""
+    lead = transl.dim() - 2
+    r = root if root.shape == transl.shape else root.reshape(root.shape[0], *([1] * lead), 3)
+    rot = rotation.reshape(rotation.shape[0], *([1] * lead), 3, 3)
+    return ((r + transl)[..., None, :] @ rot.transpose(-1, -2))[..., 0, :] - r

@@ -46,6 +46,7 @@ __all__ = [
     "sample_augmentation",
     "augment_box",
     "augmented_box",
+    "jitter_roi",
     "view_change",
     "transform_labels",
     "occluder_layer",
@@ -101,6 +102,11 @@ class AugmentConfig:
     """IUV labels of flipped samples: ``"drop"`` sets ``has_iuv = 0`` (part indices and UV
     charts have no generic mirror map), ``"keep"`` keeps the mirrored map as is (for maps whose
     labels are left-right symmetric)."""
+    roi_rotation_deg: float = 0.0
+    """Rotated crops (``crop_style="blazepose"``) only: spread in degrees of the noise added to
+    the crop's angle, ``N(0, roi_rotation_deg)`` clipped to ``+-2 roi_rotation_deg`` (a
+    detector's angle error; 0: none). The crop's position and side take ``translation`` and
+    ``scale``; ``rotation`` still rolls the whole view."""
     seed: int | None = None
     """Seed: augmentation of item ``index`` in epoch ``epoch`` is a function of
     ``(seed, epoch, index)``. None: fresh OS entropy per sample (safe across workers)."""
@@ -137,6 +143,10 @@ class AugmentConfig:
         if self.occlusion_size[1] > 1.0:
             raise ValueError("AugmentConfig: occlusion_size must be fractions <= 1 of the crop")
         self.occlusion_textured = _prob(self.occlusion_textured, "occlusion_textured")
+        self.roi_rotation_deg = float(self.roi_rotation_deg)
+        if not 0.0 <= self.roi_rotation_deg <= 90.0:
+            raise ValueError(f"AugmentConfig: roi_rotation_deg must be in [0, 90], got "
+                             f"{self.roi_rotation_deg}")
         if self.iuv_on_flip not in ("drop", "keep"):
             raise ValueError(
                 f"AugmentConfig: iuv_on_flip must be 'drop' or 'keep', got {self.iuv_on_flip!r}"
@@ -180,6 +190,8 @@ class AugmentParams:
     """Per-channel RGB gain."""
     occluders: tuple[Occluder, ...] = field(default_factory=tuple)
     """Synthetic occluders over the crop."""
+    roi_rotation: float = 0.0
+    """Noise added to the angle of a rotated crop, radians."""
 
 
 def augmentation_rng(seed: int | None, epoch: int = 0, index: int = 0) -> np.random.Generator:
@@ -221,7 +233,12 @@ def sample_augmentation(rng: np.random.Generator, config: AugmentConfig) -> Augm
             textured = rng.uniform() < config.occlusion_textured
             tex = int(rng.integers(0, 2**31 - 1)) if textured else None
             occluders.append(Occluder(x0, y0, x0 + float(w), y0 + float(h), color, tex))
-    return AugmentParams(scale, translation, rotation, flip, gain, tuple(occluders))
+    roi_rotation = 0.0
+    if config.roi_rotation_deg > 0:  # drawn last: the other draws are those of older configs
+        r = config.roi_rotation_deg
+        roi_rotation = math.radians(float(np.clip(rng.normal(0.0, r), -2 * r, 2 * r)))
+    return AugmentParams(scale, translation, rotation, flip, gain, tuple(occluders),
+                         roi_rotation)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -273,6 +290,17 @@ class ViewChange:
         """Map ``(..., 2)`` source pixels to the virtual image."""
         a = self.affine()
         return points @ a[:, :2].T + a[:, 2]
+
+
+def jitter_roi(center, size: float, rotation: float, params: AugmentParams
+               ) -> tuple[np.ndarray, float, float]:
+    """A rotated crop box under ``params``: centre moved by ``translation`` x ``size`` (image
+    axes), side x ``scale``, angle + ``roi_rotation`` (the box is already in the virtual
+    image)."""
+    c = np.asarray(center, dtype=np.float64).reshape(2)
+    b = float(size)
+    return (c + np.asarray(params.translation) * b, b * params.scale,
+            float(rotation) + params.roi_rotation)
 
 
 def view_change(params: AugmentParams, image_size, principal_point) -> ViewChange:

@@ -8,7 +8,13 @@ visible fractions are stored there), keeping the persons with
 ``visible_fraction >= min_visible`` (``persons="visible"``) or all of them (``"all"``).
 
 A sample is the square crop of ``crop_size`` pixels around the person's box (bilinear for the
-image, nearest for mask / IUV / depth), with the labels of the Sample schema.
+image, nearest for mask / IUV / depth), with the labels of the Sample schema. With
+``crop_style="blazepose"`` the crop is MediaPipe's rotated square instead (what BlazePose
+models read, :data:`hmrkit.data.images.CROP_STYLES`), built from the person's labelled 2D
+keypoints in the virtual image below (:func:`hmrkit.blazepose.roi.keypoint_roi`), jittered by
+the augmentation (:func:`hmrkit.data.augment.jitter_roi`), sampled as MediaPipe samples it
+(:func:`hmrkit.blazepose.roi.sampling_center`, replicated border); the sample then also holds
+``box_rotation``.
 
 Coordinate frames of a sample (augmentation included; see :mod:`hmrkit.data.augment`):
 everything lives in one *virtual full image*, the source image after the augmentation's view
@@ -51,10 +57,12 @@ from hmrkit.data.augment import (
     AugmentConfig,
     EpochSeededAugmentation,
     augmented_box,
+    jitter_roi,
     occluder_layer,
     transform_labels,
+    view_change,
 )
-from hmrkit.data.images import as_bgr_uint, person_crop, warp
+from hmrkit.data.images import CROP_STYLES, as_bgr_uint, person_crop, warp
 from hmrkit.data.rois import MAX_ROIS
 from hmrkit.data.sample import ROI_KEYS, ROTATED_BOX_KEYS, SAMPLE_KEYS
 from hmrkit.data.shards import ShardReader, decode_image, decode_npz, scan_shards
@@ -138,6 +146,8 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
         verify_crc: check each member's CRC-32 when reading.
         exclude: file names of shards not to read (e.g. those
             :func:`~hmrkit.data.shards.check_split` finds corrupt).
+        crop_style: ``"box"`` (upright square around the labelled box) or ``"blazepose"``
+            (MediaPipe's rotated square from the labelled keypoints; see the module doc).
     """
 
     def __init__(
@@ -153,7 +163,12 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
         strict: bool = False,
         verify_crc: bool = True,
         exclude: Iterable[str] = (),
+        crop_style: str = "box",
     ):
+        if crop_style not in CROP_STYLES:
+            raise ValueError(f"SyntheticDataset: crop_style must be one of {CROP_STYLES}, got "
+                             f"{crop_style!r}")
+        self.crop_style = crop_style
         if not isinstance(crop_size, (int, np.integer)) or isinstance(crop_size, bool):
             raise ValueError(f"SyntheticDataset: crop_size must be an int, got {crop_size!r}")
         if crop_size < 8:
@@ -184,6 +199,8 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
         available = (set(SAMPLE_KEYS) - set(ROI_KEYS) - set(ROTATED_BOX_KEYS)) | set(META_KEYS)
         if self.rois > 1:
             available |= set(ROI_KEYS)
+        if crop_style == "blazepose":
+            available |= {k for k in ROTATED_BOX_KEYS if self.rois > 1 or "rois/" not in k}
         if keys is None:
             self.keys = frozenset(available)
         else:
@@ -316,20 +333,27 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
 
         # augmentation: box jitter, then the view change to the virtual full image
         params = self.augmentation_params(index)
-        center, size, view = augmented_box(params, center, size, wh, pp)
-        source = view.affine()
         person = {k: np.asarray(v)[p] for k, v in labels.items() if k in _PERSON_SHAPES}
         person["principal_point"] = pp
         if "cam_to_world" in labels:
             person["cam_to_world"] = np.asarray(labels["cam_to_world"])
-        person = transform_labels(person, view)
+        rotation, border = None, "zero"
+        if self.crop_style == "blazepose":  # the ROI of the keypoints in the virtual image
+            view = view_change(params, wh, pp)
+            person = transform_labels(person, view)
+            center, size, rotation = self._blazepose_roi(person, params)
+            border = "replicate"
+        else:
+            center, size, view = augmented_box(params, center, size, wh, pp)
+            person = transform_labels(person, view)
+        source = view.affine()
 
         res = self.crop_size
         layer = occluder_layer(params, res)
         cut = person_crop(
-            image, center, size, res, rois=self.rois, source=source,
+            image, center, size, res, rois=self.rois, source=source, rotation=rotation,
             count=self.rois if "rois/image" in keys else 1, bgr=True, gain=params.color_gain,
-            occluders=layer, area_downscale=False,
+            occluders=layer, area_downscale=False, border=border,
         )
         stored = cut.from_stored[0]  # stored image -> the person's crop
         out: dict[str, Any] = cut.sample_keys(rois=self.rois > 1)
@@ -390,6 +414,18 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
         if "meta/body_model" in keys:
             sample["meta/body_model"] = torch.tensor(ANNY24_LABELS, dtype=torch.int64)
         return sample
+
+    def _blazepose_roi(self, person: dict, params) -> tuple[np.ndarray, float, float]:
+        """MediaPipe's crop of a person from its keypoints (virtual image), jittered, as the box
+        ``person_crop`` cuts (:func:`hmrkit.blazepose.roi.sampling_center`)."""
+        from hmrkit.blazepose.roi import keypoint_roi, sampling_center
+
+        coco = torch.as_tensor(person["keypoints2d/coco17"], dtype=torch.float64)[None]
+        smpl = torch.as_tensor(person["keypoints2d/smpl24"], dtype=torch.float64)[None]
+        center, size, rotation = (v[0].numpy() for v in keypoint_roi(coco, smpl))
+        center, size, rotation = jitter_roi(center, float(size), float(rotation), params)
+        center = sampling_center(torch.from_numpy(center), size, rotation, self.crop_size)
+        return center.numpy(), size, rotation
 
     def __repr__(self) -> str:
         return (

@@ -15,10 +15,11 @@ if TYPE_CHECKING:
 
     from hmrkit.data.augment import AugmentConfig
 
-FORMATS = ("synth", "spin-npz", "3dpw")
+FORMATS = ("synth", "spin-npz", "3dpw", "feature-cache")
 """``synth``: a folder of ``hmrkit synth`` shards; ``spin-npz``: a SPIN/CLIFF preprocessed
 ``.npz`` (images under ``image_root``); ``3dpw``: the 3DPW root folder (``split`` picks
-``sequenceFiles/<split>``)."""
+``sequenceFiles/<split>``); ``feature-cache``: a frozen backbone's outputs and the labels of a
+split, written by ``hmrkit cache`` (:mod:`hmrkit.data.feature_cache`)."""
 
 SPARSE_KEYS = (
     "image", "crop_affine", "box_center", "box_size", "camera/intrinsics", "camera/image_size",
@@ -39,11 +40,25 @@ def build_dataset(
     image_root: str | Path | None = None,
     keys: tuple[str, ...] | None = SPARSE_KEYS,
     exclude_shards: tuple[str, ...] = (),
+    crop_style: str = "box",
+    signature: dict | None = None,
 ) -> Dataset:
     """The dataset of ``format`` at ``path`` (see :data:`FORMATS`); errors name the path.
-    ``exclude_shards``: shard file names a ``synth`` split leaves out."""
+    ``exclude_shards``: shard file names a ``synth`` split leaves out; ``crop_style``: how the
+    people are cut (:data:`hmrkit.data.images.CROP_STYLES`; ``blazepose`` for ``synth``
+    only); ``signature``: the reading backbone's cache signature (``feature-cache``)."""
     if format not in FORMATS:
         raise ValueError(f"unknown data format '{format}'; choose one of {FORMATS}")
+    if format == "feature-cache":
+        from hmrkit.data.feature_cache import FeatureCacheDataset
+
+        if rois != 1:
+            raise ValueError("a feature cache holds one crop per person; Multi-RoI methods "
+                             "(rois > 1) train on images (format synth)")
+        return FeatureCacheDataset(path, signature, keys=keys)  # augmented when it was built
+    if crop_style != "box" and format not in ("synth", "feature-cache"):
+        raise ValueError(f"crop_style '{crop_style}' is only available for format 'synth', "
+                         f"not '{format}'")
     if format == "synth":
         from hmrkit.data.dataset import SyntheticDataset
         from hmrkit.data.sample import ROI_KEYS
@@ -51,7 +66,8 @@ def build_dataset(
         if rois > 1 and keys is not None:  # the Multi-RoI crops and boxes come along
             keys = (*keys, *(k for k in ROI_KEYS if k not in keys))
         return SyntheticDataset(path, split=split, crop_size=crop_size, rois=rois,
-                                augment=augment, keys=keys, exclude=exclude_shards)
+                                augment=augment, keys=keys, exclude=exclude_shards,
+                                crop_style=crop_style)
     if exclude_shards:
         raise ValueError(f"exclude_shards is only available for format 'synth', not '{format}'")
     if rois != 1:

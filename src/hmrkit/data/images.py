@@ -29,6 +29,7 @@ from hmrkit.geometry.crops import CropBox, affine_to_cv2, crop_matrix
 
 __all__ = [
     "AREA_DOWNSCALE_BELOW",
+    "CROP_STYLES",
     "ImageReadError",
     "PersonCrop",
     "as_bgr_uint",
@@ -40,7 +41,16 @@ __all__ = [
 AREA_DOWNSCALE_BELOW = 0.5
 """Crops that shrink the image below this scale are area-averaged first (no aliasing)."""
 
+CROP_STYLES = ("box", "blazepose")
+"""How a method wants its people cut (:attr:`hmrkit.models.methods.base.Method.crop_style`):
+``"box"``, the upright square around the person's box; ``"blazepose"``, MediaPipe's rotated
+square (centred on the hips, turned so that the hips -> shoulders direction points up, 2.5 body
+radii wide, sampled as MediaPipe samples it, the border replicated): from the labelled keypoints
+(:func:`hmrkit.blazepose.roi.keypoint_roi`) or from the BlazePose detector
+(:func:`hmrkit.blazepose.roi.detection_roi`)."""
+
 _INTERPOLATION = {"linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
+_BORDERS = {"zero": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE}
 
 
 class ImageReadError(OSError):
@@ -81,16 +91,19 @@ def as_bgr_uint(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def warp(src: np.ndarray, affine: np.ndarray, res: int, interpolation: str = "linear"):
+def warp(src: np.ndarray, affine: np.ndarray, res: int, interpolation: str = "linear",
+         border: str = "zero"):
     """``res x res`` crop of ``src`` through ``affine`` ``(2, 3)`` (source -> crop pixels, hmrkit
-    convention); zero outside the source. ``interpolation``: ``"linear"`` or ``"nearest"``
-    (labels: masks, part indices, depth)."""
+    convention). ``interpolation``: ``"linear"`` or ``"nearest"`` (labels: masks, part indices,
+    depth); ``border``: ``"zero"`` outside the source, or ``"replicate"`` its edge pixels
+    (MediaPipe's landmark crops)."""
     cv = affine_to_cv2(np.asarray(affine, np.float64))
     return cv2.warpAffine(src, cv, (res, res), flags=_INTERPOLATION[interpolation],
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                          borderMode=_BORDERS[border], borderValue=0)
 
 
-def _warp_area(image: np.ndarray, affine: np.ndarray, res: int) -> np.ndarray:
+def _warp_area(image: np.ndarray, affine: np.ndarray, res: int, border: str = "zero"
+               ) -> np.ndarray:
     """:func:`warp`, first shrinking the image by area averaging when the crop shrinks it below
     :data:`AREA_DOWNSCALE_BELOW` (the affine is re-expressed for the shrunk image)."""
     h, w = image.shape[:2]
@@ -99,7 +112,7 @@ def _warp_area(image: np.ndarray, affine: np.ndarray, res: int) -> np.ndarray:
         sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
         image = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
         affine = affine @ np.diag([w / sw, h / sh, 1.0])  # shrunk pixels -> full -> crop
-    return warp(image, affine, res)
+    return warp(image, affine, res, border=border)
 
 
 @dataclass
@@ -152,6 +165,7 @@ def person_crop(
     gain=None,
     occluders: np.ndarray | None = None,
     area_downscale: bool = True,
+    border: str = "zero",
 ) -> PersonCrop:
     """The ``res x res`` crops of one person around the square box ``(center, size)``.
 
@@ -173,6 +187,7 @@ def person_crop(
         area_downscale: area-average before strong downscales (:data:`AREA_DOWNSCALE_BELOW`).
             The synthetic reader keeps it off: its trained models and figures were made on
             plain bilinear crops.
+        border: ``"zero"`` outside the image, or ``"replicate"`` its edge (MediaPipe's crops).
     """
     c = np.asarray(center, dtype=np.float64).reshape(2)
     centers, sizes = multi_roi_boxes(c[None], np.array([float(size)]), m=rois)
@@ -190,9 +205,9 @@ def person_crop(
     clip = gain is not None and max(gain) > 1
     for m in range(count):
         if area_downscale:
-            cut = _warp_area(image, from_stored[m], res)
+            cut = _warp_area(image, from_stored[m], res, border)
         else:
-            cut = warp(image, from_stored[m], res)
+            cut = warp(image, from_stored[m], res, border=border)
         chw = cut.transpose(2, 0, 1)
         # HWC uint -> CHW RGB float with the colour gain, in one pass
         np.multiply(chw[::-1] if bgr else chw, scale[:, None, None], out=images[m])

@@ -123,6 +123,8 @@ class HMRDataModule(L.LightningDataModule):
         max_train_samples: int | None = None,
         keys: tuple[str, ...] = (),
         seed: int | None = None,
+        crop_style: str = "box",
+        features: dict | None = None,
     ):
         """
         Args:
@@ -144,6 +146,10 @@ class HMRDataModule(L.LightningDataModule):
             seed: seed of the training order and, unless ``augment.seed`` is set, of the
                 augmentation (``hmrkit train``: the config's ``seed_everything``; None: drawn
                 from torch's generator).
+            crop_style: how people are cut (:data:`hmrkit.data.images.CROP_STYLES`; linked
+                from the model's ``crop_style``).
+            features: the model's backbone cache signature, checked against a
+                ``feature-cache`` split (linked from the model; None: it reads no cache).
         """
         super().__init__()
         for key, value, low in (("crop_size", crop_size, 8), ("rois", rois, 1),
@@ -159,6 +165,7 @@ class HMRDataModule(L.LightningDataModule):
         self.format, self.val_format = format, val_format or format
         self.image_root = image_root
         self.crop_size, self.rois = crop_size, rois
+        self.crop_style, self.features = crop_style, features
         self.batch_size, self.num_workers = batch_size, num_workers
         self.seed = int(torch.randint(2**31 - 1, ())) if seed is None else int(seed)
         if augment is not None and augment.seed is None:
@@ -172,7 +179,8 @@ class HMRDataModule(L.LightningDataModule):
     def _build(self, key: str, format: str, path, augment) -> Dataset:
         try:
             return build_dataset(format, path, self.crop_size, augment, self.rois,
-                                 image_root=self.image_root, keys=self.keys)
+                                 image_root=self.image_root, keys=self.keys,
+                                 crop_style=self.crop_style, signature=self.features)
         except (FileNotFoundError, ValueError) as err:
             raise DataError(f"data.{key}: {err}") from err
 

@@ -14,7 +14,9 @@ the whole image (``x -> W - x``, left/right labels swapped).  So
 (``camera/*``) are read through :class:`hmrkit.geometry.cameras.Camera` and the box keys
 through :class:`hmrkit.geometry.crops.CropBox`; pixel coordinates follow hmrkit's one
 convention (pixel ``i`` covers ``[i, i + 1)``).  Keys starting with ``meta/`` are bookkeeping
-(dataset index, gender, which body model the parameters belong to, ...).
+(dataset index, gender, which body model the parameters belong to, ...); keys starting with
+``backbone/`` are a frozen backbone's outputs read from a feature cache instead of ``image``
+(:mod:`hmrkit.data.feature_cache`).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ ROTATED_BOX_KEYS: tuple[str, ...] = ("box_rotation", "rois/box_rotation")
 def check_sample(sample: dict[str, Tensor], source: str = "sample") -> None:
     """Raise ``ValueError`` naming ``source`` for unknown keys or non-tensor values."""
     for key, value in sample.items():
-        if key not in SAMPLE_KEYS and not key.startswith("meta/"):
+        if key not in SAMPLE_KEYS and not key.startswith(("meta/", "backbone/")):
             raise ValueError(f"{source}: unknown sample key '{key}' (see hmrkit.data.sample)")
         if not isinstance(value, Tensor):
             raise ValueError(f"{source}: '{key}' is a {type(value).__name__}, not a Tensor")

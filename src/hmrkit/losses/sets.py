@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hmrkit.body.estimate import BodyEstimate
+from hmrkit.body.estimate import BodyEstimate, roll_about
 from hmrkit.body.labels import LabelBodies
 from hmrkit.body.model import BodyModel, BodyOutput
 from hmrkit.geometry.cameras import Camera, project_weak_perspective
@@ -83,9 +83,15 @@ class SPINLosses(LossSet):
 
     def keypoints_2d(self, est: BodyEstimate, batch: dict[str, Tensor], ctx: LossContext
                      ) -> Tensor:
-        """SPIN: weak-perspective projection vs labels in normalised crop coordinates."""
-        out = BodyOutput(est.vertices, est.joints)
+        """SPIN: weak-perspective projection vs labels in normalised crop coordinates (the
+        estimate turned back into the rolled camera of a rotated crop, where its crop camera
+        lives)."""
         crop = CropBox.from_sample(batch, ctx.crop_size)
+        out = BodyOutput(est.vertices, est.joints)
+        if crop.rotation is not None:
+            roll, root = crop.roll_matrix().to(est.joints), est.joints[:, :1]
+            out = BodyOutput(roll_about(est.vertices, root, roll), roll_about(est.joints, root,
+                                                                               roll))
         total = 0.0
         for name in self.keypoint_sets:
             pred = project_weak_perspective(ctx.body.keypoints(out, name), est.cam_crop)
@@ -245,8 +251,9 @@ class MultiRoILosses(CLIFFLosses):
         cams = est.extras["cams"].float()
         rois = CropBox.rois_from_sample(batch, ctx.crop_size, cams.shape[1])
         camera = Camera.from_sample(batch)
+        centers = rois.rolled_center(camera)  # the crop cameras live in the rolled camera
         return camera_consistency_loss(
-            cams, rois.center.float(), rois.size.float(), camera.image_size.float(),
+            cams, centers.float(), rois.size.float(), camera.image_size.float(),
             camera.focal.float(), pairs=self.camera_pairs, variant=self.camera_variant,
             scale_term=self.camera_scale_term,
         )

@@ -28,7 +28,10 @@ class BoxInfo:
 
 class CliffBoxInfo(BoxInfo):
     """CLIFF's ``[c_x - c_x0, c_y - c_y0, b]`` of every box, normalised by the focal
-    (:func:`hmrkit.geometry.cameras.cliff_bbox_info`, measured from the principal point)."""
+    (:func:`hmrkit.geometry.cameras.cliff_bbox_info`, measured from the principal point). A
+    rotated box gives its centre in the rolled camera's image
+    (:meth:`~hmrkit.geometry.crops.CropBox.rolled_center`), the frame its estimate is made
+    in."""
 
     dim = 3
 
@@ -44,7 +47,8 @@ class CliffBoxInfo(BoxInfo):
         flat = crop.flatten()
         cam = camera.repeat_interleave(len(flat.size) // len(camera)) if len(flat.size) != len(
             camera) else camera
-        info = cliff_bbox_info(flat.center, flat.size, cam.image_size.to(flat.center),
-                               cam.focal.to(flat.center), normalise=self.normalise,
-                               principal_point=cam.principal_point.to(flat.center))
+        center = crop.rolled_center(camera).reshape(-1, 2)
+        info = cliff_bbox_info(center, flat.size, cam.image_size.to(center),
+                               cam.focal.to(center), normalise=self.normalise,
+                               principal_point=cam.principal_point.to(center))
         return info.reshape(*crop.shape, self.dim)

@@ -3,12 +3,14 @@
 A method is a LightningModule that
 
 - declares what the data must hold: :attr:`Method.crop_size` (side of the person crops it
-  reads, None when it reads no image), :attr:`Method.num_rois` (crops per person, Multi-RoI)
-  and :meth:`Method.input_keys` (the Sample keys :meth:`Method.estimate` reads; ``hmrkit
+  reads, None when it reads no image), :attr:`Method.crop_style` (how they are cut: upright
+  boxes, or BlazePose's rotated squares), :attr:`Method.num_rois` (crops per person,
+  Multi-RoI) and :meth:`Method.input_keys` (the Sample keys :meth:`Method.estimate` reads; ``hmrkit
   predict`` builds exactly these, and ``hmrkit train`` / ``evaluate`` read them);
 - turns a batch of Samples (:mod:`hmrkit.data.sample`) into a :class:`BodyEstimate`
-  (:meth:`Method.estimate`), whose fields are optional: rotations and shape, vertices, a
-  predicted camera, world-frame outputs, extra named outputs;
+  (:meth:`Method.estimate`) in the camera frame of the sample (a method reading rotated crops
+  un-rolls its estimate, :meth:`BodyEstimate.unrolled`), whose fields are optional:
+  rotations and shape, vertices, a predicted camera, world-frame outputs, extra named outputs;
 - scores an estimate against the labels for training (:meth:`Method.compute_losses`, usually
   its loss set, :mod:`hmrkit.losses.sets`), and may add its own metrics
   (:meth:`Method.extra_metrics`) to the shared ones (:func:`hmrkit.metrics.scoring.score`).
@@ -62,6 +64,11 @@ class Optim:
         self.warmup_steps = int(self.warmup_steps)
 
 
+def batch_size(batch: dict[str, Tensor]) -> int:
+    """Persons in a batch (it may hold cached backbone outputs instead of ``image``)."""
+    return int(next(iter(batch.values())).shape[0])
+
+
 class Method(L.LightningModule):
     """The base of every method (see the module doc for the contract)."""
 
@@ -69,6 +76,10 @@ class Method(L.LightningModule):
     """Side of the square person crops the method reads (None: it reads no image)."""
     num_rois: int = 1
     """Crops per person (Multi-RoI's RoIs; 1 for single-crop methods)."""
+    crop_style: str = "box"
+    """How the crops are cut (:data:`hmrkit.data.images.CROP_STYLES`): ``"box"`` (upright
+    squares around the person's box) or ``"blazepose"`` (MediaPipe's rotated squares; the
+    batch then holds ``box_rotation``); usually the backbone's."""
 
     def __init__(self, body_model: str = "anny24", num_betas: int | None = None,
                  optim: Optim | None = None):
@@ -139,7 +150,7 @@ class Method(L.LightningModule):
         est = self(batch)
         losses = self.compute_losses(est, batch)
         total = sum(losses.values())
-        bs = batch["image"].shape[0]
+        bs = batch_size(batch)
         if not torch.isfinite(total):  # skip the step (hmrkit.guard.NonFiniteGuard counts)
             bad = sorted(k for k, v in losses.items() if not torch.isfinite(v))
             log.warning("step %d: non-finite loss terms %s; step skipped", self.global_step, bad)
@@ -150,7 +161,7 @@ class Method(L.LightningModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         metrics = self.evaluate_batch(batch)
-        bs = batch["image"].shape[0]
+        bs = batch_size(batch)
         for k, v in metrics.items():
             self.log(f"val/{k}", v.nanmean(), prog_bar=k == "pa_mpjpe", batch_size=bs,
                      sync_dist=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from hmrkit.geometry.cameras import Camera
 from hmrkit.geometry.crops import CropBox
@@ -32,7 +32,7 @@ class HMR(Method):
     def __init__(
         self,
         backbone: Callable[[int], Backbone] = TimmBackbone,
-        head: Callable[[int, int, int, int], IterativeRegressor] = IterativeRegressor,
+        head: Callable[[int, int, int, int], nn.Module] = IterativeRegressor,
         box_info: Callable[[], BoxInfo] | None = None,
         losses: Callable[[], LossSet] = SPINLosses,
         crop_size: int = 224,
@@ -45,8 +45,10 @@ class HMR(Method):
             backbone: the image backbone, built with ``image_size=crop_size``
                 (:class:`~hmrkit.models.backbones.TimmBackbone`: ``name``, ``checkpoint``).
             head: the regressor, built with the backbone's width, the box information's width
-                and the body model's joints and shape coefficients
-                (:class:`~hmrkit.models.heads.IterativeRegressor`: ``hidden``, ``iterations``).
+                and the body model's joints and shape coefficients, called as
+                ``head(features, info) -> [RegressorOutput per iteration]``
+                (:class:`~hmrkit.models.heads.IterativeRegressor`: ``hidden``, ``iterations``;
+                or a lifting head).
             box_info: extra regressor input describing the box in the full image (None for
                 HMR; CLIFF's :class:`~hmrkit.models.box_info.CliffBoxInfo`).
             losses: the training objective (:mod:`hmrkit.losses.sets`).
@@ -57,6 +59,7 @@ class HMR(Method):
         self.save_hyperparameters()
         self.crop_size = int(crop_size)
         self.backbone = backbone(image_size=self.crop_size)
+        self.crop_style = getattr(self.backbone, "crop_style", "box")
         self.box_info = box_info() if box_info is not None else None
         self.regressor = head(
             feature_dim=self.backbone.out_features, info_dim=self.box_info.dim if self.box_info
@@ -65,22 +68,25 @@ class HMR(Method):
         self.losses = losses()
 
     def input_keys(self) -> tuple[str, ...]:
-        return ("image", "box_center", "box_size", "crop_affine", "camera/intrinsics",
+        rotated = ("box_rotation",) if self.crop_style == "blazepose" else ()
+        return ("image", "box_center", "box_size", "crop_affine", *rotated, "camera/intrinsics",
                 "camera/image_size")
 
     def estimate(self, batch: dict[str, Tensor]) -> BodyEstimate:
         camera = Camera.from_sample(batch)
         crop = CropBox.from_sample(batch, self.crop_size)
-        features = self.backbone(batch["image"])
+        features = self.backbone.from_batch(batch)
         info = self.box_info(crop, camera) if self.box_info is not None else None
         outs = self.regressor(features, info)
         last = outs[-1]
         out = self.body(last.rotmat[:, 0], last.rotmat[:, 1:], last.betas)
-        return BodyEstimate(
+        est = BodyEstimate(
             rotmat=last.rotmat, betas=last.betas, cam_crop=last.cam,
             transl=crop.to_full_translation(last.cam, camera), vertices=out.vertices,
             joints=out.joints, extras={"iterations": outs},
         )
+        # a rotated crop's estimate is in the rolled camera: back to the sample's camera frame
+        return est if crop.rotation is None else est.unrolled(crop.roll_matrix())
 
     def compute_losses(self, est: BodyEstimate, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return self.losses(est, batch, self.loss_context)

@@ -37,8 +37,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor, nn
 
+from hmrkit.body.estimate import roll_about, unroll_translation
 from hmrkit.data.rois import MAX_ROIS
 from hmrkit.data.sample import ROI_KEYS
 from hmrkit.geometry.cameras import Camera
@@ -124,6 +126,7 @@ class MultiRoI(Method):
         self.per_roi_regressor = per_roi_regressor
         self.mesh_box_info, self.camera_box_info = mesh_box_info, camera_box_info
         self.backbone = backbone(image_size=self.crop_size)
+        self.crop_style = getattr(self.backbone, "crop_style", "box")
         dim = self.backbone.out_features
         self.box_info = box_info()
         info_dim = self.box_info.dim
@@ -147,6 +150,8 @@ class MultiRoI(Method):
     def input_keys(self) -> tuple[str, ...]:
         crops = ROI_KEYS if self.num_rois > 1 else ("image", "box_center", "box_size",
                                                       "crop_affine")
+        if self.crop_style == "blazepose":
+            crops = (*crops, "rois/box_rotation" if self.num_rois > 1 else "box_rotation")
         return (*crops, "camera/intrinsics", "camera/image_size")
 
     def roi_inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, CropBox]:
@@ -180,7 +185,7 @@ class MultiRoI(Method):
         images, rois = self.roi_inputs(batch)
         camera = Camera.from_sample(batch)
         B, M = images.shape[:2]
-        h = self.backbone(images.flatten(0, 1)).view(B, M, -1)
+        h = self.backbone.from_batch({"image": images}).view(B, M, -1)
         info = self.box_info(rois, camera)
         fused = self.fusion(h, info)
         extras: dict = {"roi_features": h, "fusion_weights": fused.weights, "roi_box_info": info}
@@ -210,10 +215,26 @@ class MultiRoI(Method):
             extras["cam_iterations"] = cam_iters
         transl_rois = rois.to_full_translation(cams, camera)
         extras.update(iterations=outs, cams=cams, transl_rois=transl_rois)
-        return BodyEstimate(
+        est = BodyEstimate(
             rotmat=rotmat, betas=betas, cam_crop=cams[:, 0], transl=transl_rois[:, 0],
             vertices=vertices, joints=joints, extras=extras,
         )
+        if rois.rotation is None:
+            return est
+        # rotated RoIs (one angle per person): estimates in the rolled camera -> camera frame
+        roll = rois.roll_matrix()[:, 0]
+        rt = roll.transpose(-1, -2).to(joints)
+        roots = extras["roi_joints"][:, :, 0] if "roi_joints" in extras else joints[:, 0]
+        extras["transl_rois"] = unroll_translation(transl_rois, roots, rt)
+        if "roi_joints" in extras:
+            root = extras["roi_joints"][..., :1, :]
+            for key in ("roi_joints", "roi_vertices"):
+                extras[key] = roll_about(extras[key].flatten(0, 1), root.flatten(0, 1),
+                                         rt.repeat_interleave(M, 0)).view(extras[key].shape)
+            rot = extras["roi_rotmat"]
+            extras["roi_rotmat"] = torch.cat([(rt[:, None] @ rot[:, :, 0])[:, :, None],
+                                              rot[:, :, 1:]], 2)
+        return est.unrolled(roll)
 
     def compute_losses(self, est: BodyEstimate, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return self.losses(est, batch, self.loss_context)
