@@ -3,6 +3,9 @@
 For every input image (or kept video frame) and every person in it, writes into ``--out``:
 
 - ``<stem>_p<k>.obj/.ply/.glb``: the mesh in the full-image camera frame (``--formats``);
+  for methods with a world-frame output (W-HMR) also ``<stem>_p<k>_world.*``: the mesh in the
+  world frame (y up, about its root joint), and ``world_global_orient``, ``joints3d_world``,
+  ``cam_to_world`` (the camera rotation used) in the parameters;
 - ``<stem>_p<k>.npz`` and ``<stem>_p<k>.json``: the parameters (``global_orient`` (3, 3),
   ``body_pose`` (23, 3, 3), ``betas``, ``transl``, ``cam_crop``), the box and camera
   (``box_center``, ``box_size``, ``focal``, ``principal_point``, ``image_size`` (W, H)),
@@ -345,21 +348,28 @@ def load_model(checkpoint: str, device: str):
 
 
 def make_batch(people: list[tuple[np.ndarray, Box, float | None]], res: int | None,
-               rois: int = 1) -> dict:
+               rois: int = 1, keys: tuple[str, ...] = ()) -> dict:
     """Model input for ``(image, box, focal)`` persons: crops, boxes and cameras (float32).
 
     Every person is cut by :func:`hmrkit.data.images.person_crop` (``res`` None: the geometry
     only, for methods that read no image); ``rois > 1`` (Multi-RoI methods) also adds the
     ``rois/*`` keys: the first ``rois`` RoIs around each box, RoI 0 the box itself, as datasets
     built with ``rois=M`` hold them. ``focal`` None: the default ``sqrt(W^2 + H^2)``.
+    ``"full_image"`` in ``keys`` adds the whole image letterboxed to ``res`` (camera-rotation
+    estimators), as the synthetic reader cuts it.
     """
     import torch
 
     from hmrkit.data.images import person_crop
     from hmrkit.geometry.cameras import Camera
 
+    wanted = keys
     keys = [person_crop(None if res is None else image, box[0], box[1], res or 1, rois=rois)
             .sample_keys(rois=rois > 1) for image, box, _ in people]
+    if "full_image" in wanted and res is not None:
+        for p, (image, _, _) in zip(keys, people, strict=True):
+            H, W = image.shape[:2]
+            p["full_image"] = person_crop(image, (W / 2, H / 2), max(W, H), res).images[0]
     batch = {k: torch.from_numpy(np.stack([p[k] for p in keys])) for k in keys[0]}
     wh = torch.tensor([[im.shape[1], im.shape[0]] for im, _, _ in people], dtype=torch.float64)
     focal = [f for _, _, f in people]
@@ -391,8 +401,13 @@ def unpack(est, batch: dict) -> list[dict[str, np.ndarray]]:
         fields["betas"] = est.betas.cpu().double()
     if est.cam_crop is not None:
         fields["cam_crop"] = est.cam_crop.cpu().double()
-    if est.world_global_orient is not None:
+    world = est.world_output()
+    if world is not None:  # world frame (y up), each body about its root joint
         fields["world_global_orient"] = est.world_global_orient.cpu().double()
+        fields["vertices_world"] = world.vertices.cpu().double()
+        fields["joints3d_world"] = world.joints.cpu().double()
+        if camera.cam_to_world is not None:
+            fields["cam_to_world"] = camera.cam_to_world
     fields.update({
         "box_center": b["box_center"], "box_size": b["box_size"], "focal": camera.focal,
         "principal_point": camera.principal_point, "image_size": camera.image_size,
@@ -413,7 +428,8 @@ def estimate(model, people: list, device, batch_size: int,
 
     results = []
     for start in range(0, len(people), batch_size):
-        batch = make_batch(people[start : start + batch_size], model.crop_size, model.num_rois)
+        batch = make_batch(people[start : start + batch_size], model.crop_size, model.num_rois,
+                           tuple(model.input_keys()))
         missing = [k for k in model.input_keys() if k not in batch]
         if missing:
             raise PredictError(f"{type(model).__name__} reads Sample keys {missing} that "
@@ -438,7 +454,10 @@ def write_person(out: Path, name: str, person: dict, faces, formats, body_model:
     for fmt in formats:
         files[fmt] = f"{name}.{fmt}"
         save_mesh(out / files[fmt], person["vertices"], faces)
-    params = {k: v for k, v in person.items() if k != "vertices"}
+        if "vertices_world" in person:
+            files[f"world_{fmt}"] = f"{name}_world.{fmt}"
+            save_mesh(out / files[f"world_{fmt}"], person["vertices_world"], faces)
+    params = {k: v for k, v in person.items() if not k.startswith("vertices")}
     files["npz"], files["json"] = f"{name}.npz", f"{name}.json"
     arrays = {k: v.astype(np.float32) for k, v in params.items()}
     atomic_save_npz(out / files["npz"], {**arrays, "body_model": np.array(body_model)})

@@ -1,7 +1,9 @@
-"""Image backbones: a person crop in, a feature vector out.
+"""Image backbones: a person crop in, a feature vector (or its spatial map) out.
 
 :class:`Backbone` is what every method's ``backbone`` part is: ``(N, 3, S, S)`` RGB in
 ``[0, 1]`` -> ``(N, C)`` features, ``C = out_features``; it owns its input normalisation.
+Methods that read spatial features (W-HMR's PyMAF-like decoder) call
+:meth:`Backbone.feature_map`: ``(N, C, h, w)``, the map the pooled features come from.
 :class:`TimmBackbone` wraps a ``timm`` model, randomly initialised or loaded from a local
 checkpoint: no weights are ever fetched from a hub (``pretrained=False`` always).
 """
@@ -29,6 +31,11 @@ class Backbone(nn.Module):
 
     out_features: int
     """Width of the features."""
+
+    def feature_map(self, images: Tensor) -> Tensor:
+        """``(N, 3, S, S)`` RGB in ``[0, 1]`` -> ``(N, out_features, h, w)`` spatial features
+        (the last map before pooling). Backbones without one say so."""
+        raise NotImplementedError(f"{type(self).__name__} gives no spatial feature map")
 
 
 class TimmBackbone(Backbone):
@@ -63,6 +70,16 @@ class TimmBackbone(Backbone):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(self.normalize(images))
+
+    def feature_map(self, images: Tensor) -> Tensor:
+        """The timm model's ``forward_features``: ``(N, C, h, w)`` for CNNs; a ViT's patch tokens
+        (its class / register tokens dropped) laid out on their ``h x w`` grid."""
+        out = self.net.forward_features(self.normalize(images))
+        if out.dim() == 3:  # tokens (N, prefix + h w, C)
+            tokens = out[:, int(getattr(self.net, "num_prefix_tokens", 0)):]
+            h, w = self.net.patch_embed.grid_size
+            out = tokens.transpose(1, 2).reshape(out.shape[0], out.shape[2], h, w)
+        return out
 
 
 def load_backbone_weights(model: nn.Module, checkpoint: str | Path) -> None:
