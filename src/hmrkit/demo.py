@@ -29,6 +29,26 @@ def shipped_model_path() -> Path:
     return DEFAULT_MODEL
 
 
+def _world_vertices(est, gt, batch) -> tuple[np.ndarray, np.ndarray] | None:
+    """Predicted and true meshes in the world frame (y up), each person at its root's position
+    seen from the camera (``R_cam (J_0 + t)``, the rotation estimated or known); None when the
+    estimate has no world orientation."""
+    world = est.world_output()
+    if world is None or est.camera is None or est.camera.cam_to_world is None:
+        return None
+    from hmrkit.geometry.cameras import world_root_relative
+
+    R_pred = est.camera.cam_to_world.double()
+    root = (est.joints[:, 0] + est.transl).double()
+    pred = world.vertices.double() + (R_pred @ root[..., None])[..., 0][:, None]
+    R_true = batch["camera/to_world"].double()
+    turn = batch["world_global_orient"].double() @ batch["global_orient"].double().transpose(1, 2)
+    true_root = gt.joints[:, 0].double() + batch["transl"].double()
+    true = world_root_relative(gt.vertices.double(), gt.joints[:, 0].double(), turn)
+    true = true + (R_true @ true_root[..., None])[..., 0][:, None]
+    return pred.numpy(), true.numpy()
+
+
 def run_demo(out: str | Path = "demo_out", scenes: int = 6, seed: int = 0,
              checkpoint: str | Path | None = None, tile_size: int = 240) -> dict:
     """Run the demo; returns the summary that it also writes to ``out/index.json``."""
@@ -39,7 +59,14 @@ def run_demo(out: str | Path = "demo_out", scenes: int = 6, seed: int = 0,
     from hmrkit.io import atomic_write_text, save_mesh
     from hmrkit.models.checkpoints import load_method
     from hmrkit.models.registry import method_class
-    from hmrkit.render.draw import contact_sheet, render_overlay, render_side, tile, write_image
+    from hmrkit.render.draw import (
+        contact_sheet,
+        render_overlay,
+        render_side,
+        render_world,
+        tile,
+        write_image,
+    )
 
     out = Path(out)
     start = time.perf_counter()
@@ -60,6 +87,7 @@ def run_demo(out: str | Path = "demo_out", scenes: int = 6, seed: int = 0,
     true_verts = (gt.vertices + batch["transl"][:, None]).double().numpy()
     true_camera = Camera.from_sample(batch)
     pred_camera = est.camera_or(true_camera).to(torch.float64)
+    world = _world_vertices(est, gt, batch)  # None unless the method has a world output
     faces = model.body.faces.numpy()
     reader = ShardReader(next((out / "scenes").glob("shard-*.tar")))
     record = batch["meta/index"][:, 1].numpy()
@@ -77,18 +105,25 @@ def run_demo(out: str | Path = "demo_out", scenes: int = 6, seed: int = 0,
                  render_overlay(image, true, faces, scene_camera),
                  render_side(pred, faces, size),
                  render_side(true, faces, size)]
+        names = ["image", "pred", "true", "pred_side", "true_side"]
+        captions = [f"scene{r:02d}", "predicted", "ground truth", "predicted, side",
+                    "truth, side"]
+        if world is not None:  # people on the ground plane, in the world frame
+            views += [render_world([world[0][i] for i in people], faces, size),
+                      render_world([world[1][i] for i in people], faces, size)]
+            names += ["pred_world", "true_world"]
+            captions += ["predicted, world", "truth, world"]
         stem = f"scene{r:02d}"
-        for name, view in zip(("image", "pred", "true", "pred_side", "true_side"), views,
-                              strict=True):
+        for name, view in zip(names, views, strict=True):
             write_image(out / f"{stem}_{name}.png", view)
         tiles += [tile(v, tile_size) for v in views]
-        labels += [stem, "predicted", "ground truth", "predicted, side", "truth, side"]
+        labels += captions
         for k, i in enumerate(people):
             for kind, verts in (("pred", pred_verts[i]), ("true", true_verts[i])):
                 for fmt in ("obj", "ply", "glb"):
                     save_mesh(out / "meshes" / f"{stem}_p{k}_{kind}.{fmt}", verts, faces)
         rows.append({"scene": stem, "persons": len(people)})
-    write_image(out / "demo.png", contact_sheet(tiles, labels, columns=5))
+    write_image(out / "demo.png", contact_sheet(tiles, labels, columns=5 if world is None else 7))
     table = markdown_table(metrics)
     summary = {
         "model": str(checkpoint), "scenes": rows, "persons": len(dataset),

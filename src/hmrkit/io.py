@@ -91,16 +91,19 @@ CAMERA_TO_MESH = np.diag([1.0, -1.0, -1.0])
 """Camera frame -> :data:`MESH_FRAME` (a rotation: faces keep their orientation)."""
 
 
-def save_mesh(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray) -> None:
+def save_mesh(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray,
+              camera_frame: bool = True) -> None:
     """Write a triangle mesh given in the camera frame (:data:`CAMERA_FRAME`) as OBJ, PLY or GLB
-    (by extension) in :data:`MESH_FRAME`, with trimesh, atomically."""
+    (by extension) in :data:`MESH_FRAME`, with trimesh, atomically. ``camera_frame=False``:
+    the vertices are already y up (a world frame) and are written as they are."""
     import trimesh
 
     path = Path(path)
     kind = path.suffix.lower().lstrip(".")
     if kind not in ("obj", "ply", "glb"):
         raise ValueError(f"{path}: unsupported mesh format '.{kind}' (use .obj, .ply or .glb)")
-    mesh = trimesh.Trimesh(np.asarray(vertices) @ CAMERA_TO_MESH.T, np.asarray(faces),
+    turn = CAMERA_TO_MESH if camera_frame else np.eye(3)
+    mesh = trimesh.Trimesh(np.asarray(vertices) @ turn.T, np.asarray(faces),
                            process=False)
     _atomic(path, lambda tmp: mesh.export(tmp, file_type=kind))
 

@@ -19,6 +19,10 @@ it, it writes into ``--out``:
   detector's findings (``blazepose_*``: 33 landmarks in full-image pixels with visibility and
   presence, metric world landmarks, the detection score, the pose presence and the rotated
   ROI; names under ``blazepose_landmark_names``);
+- for methods with a world-frame output (W-HMR) also ``<stem>_p<k>_world.obj/.ply/.glb``:
+  the mesh in the world frame (y up, about its root joint; written as is), and
+  ``world_global_orient``, ``joints3d_world``, ``cam_to_world`` (the camera rotation used) in
+  the parameters;
 - ``<stem>_overlay.png`` (all persons rendered over the image) and ``<stem>_side.png`` (a side
   view of them, same size; ``--no-side-view`` skips it), at most ``--overlay-size`` pixels on
   the longer side (large photos are shrunk for drawing only: meshes and parameters keep the
@@ -479,7 +483,8 @@ def reads_rotated_boxes(model) -> bool:
 
 
 def make_batch(people: list[tuple[np.ndarray, PersonBox, float | None]], res: int | None,
-               rois: int = 1, rotated: bool = False, crop_style: str = "box") -> dict:
+               rois: int = 1, rotated: bool = False, crop_style: str = "box",
+               keys: tuple[str, ...] = ()) -> dict:
     """Model input for ``(image, box, focal)`` persons: crops, boxes and cameras (float32).
 
     Every person is cut by :func:`hmrkit.data.images.person_crop` (``res`` None: the geometry
@@ -489,12 +494,15 @@ def make_batch(people: list[tuple[np.ndarray, PersonBox, float | None]], res: in
     boxes); otherwise rotations are not used. ``focal`` None: the default ``sqrt(W^2 + H^2)``.
     ``crop_style="blazepose"`` (the method's) samples rotated boxes as MediaPipe does
     (:func:`hmrkit.blazepose.roi.sampling_center`, edge pixels replicated).
+    ``"full_image"`` in ``keys`` adds the whole image letterboxed to ``res`` (camera-rotation
+    estimators), as the synthetic reader cuts it.
     """
     import torch
 
     from hmrkit.data.images import person_crop
     from hmrkit.geometry.cameras import Camera
 
+    wanted = keys
     keys = []
     for image, box, _ in people:
         center, size = box.center, box.size
@@ -510,6 +518,10 @@ def make_batch(people: list[tuple[np.ndarray, PersonBox, float | None]], res: in
         keys.append(person_crop(None if res is None else image, center, size, res or 1,
                                 rois=rois, rotation=rotation, border=border)
                     .sample_keys(rois=rois > 1))
+    if "full_image" in wanted and res is not None:
+        for p, (image, _, _) in zip(keys, people, strict=True):
+            H, W = image.shape[:2]
+            p["full_image"] = person_crop(image, (W / 2, H / 2), max(W, H), res).images[0]
     batch = {k: torch.from_numpy(np.stack([p[k] for p in keys])) for k in keys[0]}
     wh = torch.tensor([[im.shape[1], im.shape[0]] for im, _, _ in people], dtype=torch.float64)
     focal = [f for _, _, f in people]
@@ -541,8 +553,13 @@ def unpack(est, batch: dict) -> list[dict[str, np.ndarray]]:
         fields["betas"] = est.betas.cpu().double()
     if est.cam_crop is not None:
         fields["cam_crop"] = est.cam_crop.cpu().double()
-    if est.world_global_orient is not None:
+    world = est.world_output()
+    if world is not None:  # world frame (y up), each body about its root joint
         fields["world_global_orient"] = est.world_global_orient.cpu().double()
+        fields["vertices_world"] = world.vertices.cpu().double()
+        fields["joints3d_world"] = world.joints.cpu().double()
+        if camera.cam_to_world is not None:
+            fields["cam_to_world"] = camera.cam_to_world
     fields.update({"box_center": b["box_center"], "box_size": b["box_size"]})
     if "box_rotation" in b:
         fields["box_rotation"] = b["box_rotation"]
@@ -567,7 +584,8 @@ def estimate(model, people: list, device, batch_size: int,
     results = []
     for start in range(0, len(people), batch_size):
         batch = make_batch(people[start : start + batch_size], model.crop_size, model.num_rois,
-                           rotated, getattr(model, "crop_style", "box"))
+                           rotated, getattr(model, "crop_style", "box"),
+                           tuple(model.input_keys()))
         missing = [k for k in model.input_keys() if k not in batch]
         if missing:
             raise PredictError(f"{type(model).__name__} reads Sample keys {missing} that "
@@ -596,7 +614,11 @@ def write_person(out: Path, name: str, person: dict, faces, formats, body_model:
     for fmt in formats:
         files[fmt] = f"{name}.{fmt}"
         save_mesh(out / files[fmt], person["vertices"], faces)
-    arrays = {k: v.astype(np.float32) for k, v in person.items() if k != "vertices"}
+        if "vertices_world" in person:  # already y up: written as is
+            files[f"world_{fmt}"] = f"{name}_world.{fmt}"
+            save_mesh(out / files[f"world_{fmt}"], person["vertices_world"], faces,
+                      camera_frame=False)
+    arrays = {k: v.astype(np.float32) for k, v in person.items() if not k.startswith("vertices")}
     arrays.update(detection or {})
     text = {"body_model": body_model, "frame": CAMERA_FRAME, "mesh_frame": MESH_FRAME}
     if detection:

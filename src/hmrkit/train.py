@@ -55,7 +55,9 @@ PROG = "hmrkit train"
 
 
 def _input_keys(model) -> tuple[str, ...]:
-    return tuple(model.input_keys())
+    """What the data must hold for the model: its input keys and the labels its losses read."""
+    labels = model.label_keys() if hasattr(model, "label_keys") else ()
+    return (*model.input_keys(), *labels)
 
 
 def _crop_style(model) -> str:

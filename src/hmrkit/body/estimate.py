@@ -57,6 +57,19 @@ class BodyEstimate:
         """The posed body (``vertices``, ``joints``) as the body model returns it."""
         return BodyOutput(self.vertices, self.joints)
 
+    def world_output(self) -> BodyOutput | None:
+        """The bodies in the world frame (y up), about their root joint: the camera-frame mesh
+        turned by ``R_w R_c^T`` (``R_w = world_global_orient``, ``R_c = rotmat[:, 0]``), which is
+        exactly the body posed with the world root orientation. None without one."""
+        if self.world_global_orient is None or self.rotmat is None or self.joints is None:
+            return None
+        from hmrkit.geometry.cameras import world_root_relative
+
+        turn = self.world_global_orient @ self.rotmat[:, 0].transpose(1, 2)
+        root = self.joints[:, 0]
+        return BodyOutput(world_root_relative(self.vertices, root, turn),
+                          world_root_relative(self.joints, root, turn))
+
     def camera_or(self, camera: Camera) -> Camera:
         """The predicted camera, else ``camera`` (the sample's)."""
         return self.camera if self.camera is not None else camera

@@ -305,7 +305,7 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
         index = int(index) % n
         s, r, p = (int(v) for v in self._items[index])
         keys = self.keys
-        want_image = "image" in keys or "rois/image" in keys
+        want_image = "image" in keys or "rois/image" in keys or "full_image" in keys
         want_dense = {k: v for k, v in _DENSE.items() if k in keys or f"has_{k}" in keys}
         names = ["labels.npz", *(_IMAGE_NAMES if want_image else ()), *want_dense.values()]
         raw = self._reader(s).read(r, names)
@@ -357,6 +357,10 @@ class SyntheticDataset(EpochSeededAugmentation, Dataset):
         )
         stored = cut.from_stored[0]  # stored image -> the person's crop
         out: dict[str, Any] = cut.sample_keys(rois=self.rois > 1)
+        if "full_image" in keys:  # the whole virtual image (area-averaged: a strong downscale)
+            out["full_image"] = person_crop(
+                image, wh / 2, float(wh.max()), res, source=source, bgr=True,
+                gain=params.color_gain).images[0]
         zero = np.zeros((res, res), np.float32)
         if "mask" in want_dense:
             if "instances.png" in raw and "mask" not in keys:  # only the flag is wanted

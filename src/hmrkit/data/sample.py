@@ -30,6 +30,9 @@ SAMPLE_KEYS: dict[str, str] = {
     "box_center": "(2,) box centre in full-image pixels",
     "box_size": "() side of the square box in full-image pixels",
     "box_rotation": "() in-plane angle of a rotated square box in radians (absent: 0)",
+    # the whole image (camera-rotation estimators), same side S as the person crop
+    "full_image": "(3, S, S) float in [0, 1]: the whole (virtual) full image, letterboxed into "
+                  "a square of side max(W, H) centred on the image (zero outside it)",
     # the full-image camera (Camera)
     "camera/intrinsics": "(4,) f_x, f_y, c_x, c_y in full-image pixels; when unknown "
                          "f = sqrt(W^2 + H^2) and the image centre",

@@ -10,6 +10,7 @@ network outputs), camera frame x right / y down / z forward (OpenCV), and ONE pi
 from .cameras import (
     Camera,
     box_height,
+    camera_to_world,
     cliff_bbox_info,
     crop_to_full_camera,
     default_focal,
@@ -18,10 +19,13 @@ from .cameras import (
     focal_from_depth,
     full_to_crop_camera,
     intrinsics_matrix,
+    pitch_roll,
     project_perspective,
     project_weak_perspective,
+    vertical_fov,
     whmr_full_translation,
     whmr_global_info,
+    world_root_relative,
 )
 from .crops import (
     SPIN_SCALE_UNIT,
@@ -60,6 +64,7 @@ __all__ = [
     "axis_angle_to_rotmat",
     "box_from_keypoints",
     "box_height",
+    "camera_to_world",
     "cliff_bbox_info",
     "crop_matrix",
     "crop_to_full_camera",
@@ -75,6 +80,7 @@ __all__ = [
     "intrinsics_matrix",
     "invert_affine",
     "normalized_to_pixels",
+    "pitch_roll",
     "pixels_to_normalized",
     "project_perspective",
     "project_weak_perspective",
@@ -89,6 +95,8 @@ __all__ = [
     "spin_scale_to_size",
     "to_rotmat",
     "transform_points",
+    "vertical_fov",
     "whmr_full_translation",
     "whmr_global_info",
+    "world_root_relative",
 ]

@@ -39,6 +39,10 @@ __all__ = [
     "whmr_full_translation",
     "cliff_bbox_info",
     "whmr_global_info",
+    "camera_to_world",
+    "pitch_roll",
+    "vertical_fov",
+    "world_root_relative",
     "intrinsics_matrix",
     "box_height",
 ]
@@ -467,3 +471,59 @@ def whmr_global_info(box_center, box_size, image_size) -> torch.Tensor:
     off, h = _box_offsets(c, c, box_size, wh, fn, square=False)
     info = torch.cat([off, h[:, None], wh], dim=-1)
     return info / default_focal(wh)[:, None]
+
+
+# --------------------------------------------------------------------------- camera -> world
+
+LEVEL_CAMERA_TO_WORLD = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0))
+"""Camera -> world rotation of a level camera (no pitch, no roll) looking along world ``-z``:
+camera y down -> world y up (the scene engine's ``R_BASE``)."""
+
+
+def camera_to_world(pitch, roll) -> torch.Tensor:
+    """Camera -> world rotation of a camera with ``pitch`` and ``roll`` and no yaw (SPEC /
+    W-HMR convention; :mod:`hmrkit.data.synthetic.scene`): ``R_base R_x(pitch) R_z(roll)``,
+    radians ``(...)`` -> ``(..., 3, 3)``. Positive pitch tilts the camera down; world y up."""
+    from .rotations import rot_x, rot_z
+
+    pitch = torch.as_tensor(pitch)
+    if not pitch.is_floating_point():
+        pitch = pitch.to(torch.get_default_dtype())
+    roll = torch.as_tensor(roll, dtype=pitch.dtype, device=pitch.device)
+    base = torch.tensor(LEVEL_CAMERA_TO_WORLD, dtype=pitch.dtype, device=pitch.device)
+    return base @ rot_x(pitch) @ rot_z(roll)
+
+
+def pitch_roll(cam_to_world: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of :func:`camera_to_world`: ``(..., 3, 3)`` -> ``(pitch, roll)`` radians ``(...)``.
+
+    With ``M = R_base^T R = R_x(p) R_z(r)``: ``p = atan2(-M_12, M_22)``, ``r = atan2(-M_01,
+    M_00)`` (a rotation with yaw gives the pitch and roll of its no-yaw part)."""
+    _check(cam_to_world, (*cam_to_world.shape[:-2], 3, 3), "pitch_roll", "cam_to_world",
+           "(..., 3, 3)")
+    base = torch.tensor(LEVEL_CAMERA_TO_WORLD, dtype=cam_to_world.dtype,
+                        device=cam_to_world.device)
+    m = base.T @ cam_to_world
+    return torch.atan2(-m[..., 1, 2], m[..., 2, 2]), torch.atan2(-m[..., 0, 1], m[..., 0, 0])
+
+
+def vertical_fov(focal, image_size) -> torch.Tensor:
+    """Vertical field of view ``2 atan(H / (2 f))`` in radians, ``image_size (..., 2)`` = (W, H)."""
+    size = torch.as_tensor(image_size)
+    if not size.is_floating_point():
+        size = size.to(torch.get_default_dtype())
+    return 2 * torch.atan(size[..., 1] / (2 * torch.as_tensor(focal, dtype=size.dtype)))
+
+
+def world_root_relative(points: torch.Tensor, root: torch.Tensor,
+                        rotation: torch.Tensor) -> torch.Tensor:
+    """Camera-frame points ``(B, N, 3)`` about their ``root (B, 3)`` turned into the world frame
+    by ``rotation (B, 3, 3)`` (camera -> world, or any relative rotation): ``(X - root) R^T``.
+
+    A body posed with root orientation ``R_c`` has ``X - J_0 = R_c (X_0 - J_0)``, so turning it by
+    ``R_w R_c^T`` poses it with the root orientation ``R_w`` exactly (W-HMR's world output)."""
+    fn = "world_root_relative"
+    _check(points, (None, None, 3), fn, "points", "(B, N, 3)")
+    _check(root, (points.shape[0], 3), fn, "root", "(B, 3)", ("points", points))
+    _check(rotation, (points.shape[0], 3, 3), fn, "rotation", "(B, 3, 3)", ("points", points))
+    return (points - root[:, None]) @ rotation.transpose(1, 2)

@@ -52,9 +52,9 @@ def root_translation_error(est: BodyEstimate, gt: BodyOutput, batch) -> Tensor:
 
 def _world(est: BodyEstimate, body) -> Tensor | None:
     """(B, V, 3) predicted vertices in the world frame, root-centred, or None."""
-    if est.world_global_orient is not None and est.rotmat is not None:
-        out = body(est.world_global_orient, est.rotmat[:, 1:], est.betas)
-        return out.vertices - out.joints[:, :1], out.joints - out.joints[:, :1]
+    world = est.world_output()  # the estimate's own mesh turned to its world orientation
+    if world is not None:
+        return world.vertices, world.joints
     if est.camera is not None and est.camera.cam_to_world is not None:
         R = est.camera.cam_to_world.to(est.vertices)
         root = est.joints[:, :1]

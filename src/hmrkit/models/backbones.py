@@ -1,4 +1,4 @@
-"""Image backbones: a person crop in, a feature vector out.
+"""Image backbones: a person crop in, a feature vector (or its spatial map) out.
 
 :class:`Backbone` is what every method's ``backbone`` part is: ``(N, 3, S, S)`` RGB in
 ``[0, 1]`` -> ``(N, C)`` features, ``C = out_features``; it owns its input normalisation and
@@ -12,6 +12,9 @@ says which crops it reads (:attr:`Backbone.crop_style`). Methods call
   trained on real photos, :mod:`hmrkit.blazepose`) with a choice of its outputs as features:
   its regression trunk, its encoder, its 39 landmarks with visibility and presence, its metric
   world landmarks, its heatmaps. Frozen, partly or fully trainable.
+
+Methods that read spatial features (W-HMR's PyMAF-like decoder) call
+:meth:`Backbone.feature_map`: ``(N, C, h, w)``, the map the pooled features come from.
 """
 
 from __future__ import annotations
@@ -59,6 +62,11 @@ class Backbone(nn.Module):
         backbone cannot read cached outputs)."""
         return None
 
+    def feature_map(self, images: Tensor) -> Tensor:
+        """``(N, 3, S, S)`` RGB in ``[0, 1]`` -> ``(N, out_features, h, w)`` spatial features
+        (the last map before pooling). Backbones without one say so."""
+        raise NotImplementedError(f"{type(self).__name__} gives no spatial feature map")
+
 
 class TimmBackbone(Backbone):
     """A ``timm`` model with ImageNet input normalisation and pooled features."""
@@ -92,6 +100,16 @@ class TimmBackbone(Backbone):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(self.normalize(images))
+
+    def feature_map(self, images: Tensor) -> Tensor:
+        """The timm model's ``forward_features``: ``(N, C, h, w)`` for CNNs; a ViT's patch tokens
+        (its class / register tokens dropped) laid out on their ``h x w`` grid."""
+        out = self.net.forward_features(self.normalize(images))
+        if out.dim() == 3:  # tokens (N, prefix + h w, C)
+            tokens = out[:, int(getattr(self.net, "num_prefix_tokens", 0)):]
+            h, w = self.net.patch_embed.grid_size
+            out = tokens.transpose(1, 2).reshape(out.shape[0], out.shape[2], h, w)
+        return out
 
 
 def load_backbone_weights(model: nn.Module, checkpoint: str | Path) -> None:

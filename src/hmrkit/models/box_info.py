@@ -3,17 +3,18 @@
 A box-information part is built with no argument and called with the crops (a
 :class:`~hmrkit.geometry.crops.CropBox`, any leading shape: ``(B,)`` boxes or ``(B, M)`` RoIs)
 and the full-image cameras ``(B,)``; it returns ``(..., dim)`` features. CLIFF's (Li et al.
-2022, eq. 1) is :class:`CliffBoxInfo`.
+2022, eq. 1) is :class:`CliffBoxInfo`, W-HMR's 5-D global information (eq. 7)
+:class:`WHMRGlobalInfo`.
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from hmrkit.geometry.cameras import Camera, cliff_bbox_info
+from hmrkit.geometry.cameras import Camera, cliff_bbox_info, whmr_global_info
 from hmrkit.geometry.crops import CropBox
 
-__all__ = ["BoxInfo", "CliffBoxInfo"]
+__all__ = ["BoxInfo", "CliffBoxInfo", "WHMRGlobalInfo"]
 
 
 class BoxInfo:
@@ -51,4 +52,19 @@ class CliffBoxInfo(BoxInfo):
         info = cliff_bbox_info(center, flat.size, cam.image_size.to(center),
                                cam.focal.to(center), normalise=self.normalise,
                                principal_point=cam.principal_point.to(center))
+        return info.reshape(*crop.shape, self.dim)
+
+
+class WHMRGlobalInfo(BoxInfo):
+    """W-HMR's global information (eq. 7): ``[c_x - W/2, c_y - H/2, h_box, W, H] /
+    sqrt(W^2 + H^2)`` of every box (:func:`hmrkit.geometry.cameras.whmr_global_info`; the
+    normaliser is never a predicted focal)."""
+
+    dim = 5
+
+    def __call__(self, crop: CropBox, camera: Camera) -> Tensor:
+        flat = crop.flatten()
+        cam = camera.repeat_interleave(len(flat.size) // len(camera)) if len(flat.size) != len(
+            camera) else camera
+        info = whmr_global_info(flat.center, flat.size, cam.image_size.to(flat.center))
         return info.reshape(*crop.shape, self.dim)

@@ -114,12 +114,18 @@ class IterativeRegressor(nn.Module):
         nn.init.zeros_(self.dec_cam.bias)
         self.dec_cam.requires_grad_(False)
 
-    def forward(self, features: Tensor, info: Tensor | None = None) -> list[RegressorOutput]:
-        """Outputs of every iteration (the last is the estimate)."""
+    def forward(self, features: Tensor, info: Tensor | None = None,
+                init: RegressorOutput | None = None) -> list[RegressorOutput]:
+        """Outputs of every iteration (the last is the estimate), starting from the mean
+        parameters or from ``init`` (its ``sixd``, ``betas``, ``cam``: PyMAF's levels each start
+        from the previous level's estimate)."""
         B = features.shape[0]
-        pose = self.init_pose.expand(B, -1)
-        betas = self.init_betas.expand(B, -1)
-        cam = self.init_cam.expand(B, -1)
+        if init is None:
+            pose = self.init_pose.expand(B, -1)
+            betas = self.init_betas.expand(B, -1)
+            cam = self.init_cam.expand(B, -1)
+        else:
+            pose, betas, cam = init.sixd.reshape(B, -1), init.betas, init.cam
         outs = []
         for _ in range(self.iterations):
             x = [features, pose, betas, cam] + ([info] if info is not None else [])

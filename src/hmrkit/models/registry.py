@@ -27,6 +27,7 @@ METHODS: dict[str, str] = {
     "cliff": "hmrkit.models.methods.cliff.CLIFF",
     "multiroi": "hmrkit.models.methods.multiroi.MultiRoI",
     "mean-pose": "hmrkit.models.methods.mean_pose.MeanPose",
+    "whmr": "hmrkit.models.methods.whmr.WHMR",
 }
 """Built-in method names -> class paths."""
 

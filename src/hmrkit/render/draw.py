@@ -131,6 +131,36 @@ def render_side(vertex_sets, faces, image_size: tuple[int, int]) -> np.ndarray:
     return overlay(canvas, shade(moved, faces, K, (W, H)), 1.0)
 
 
+def render_world(vertex_sets, faces, image_size: tuple[int, int], elevation_deg: float = 15.0,
+                 ground: bool = True) -> np.ndarray:
+    """People in the world frame (y up), seen by a level camera looking along world ``-z``
+    tilted down by ``elevation_deg``, standing on a grey ground plane at the lowest vertex, on
+    white. ``vertex_sets``: world-frame meshes (their positions relative to each other kept)."""
+    W, H = image_size
+    canvas = np.full((H, W, 3), 255, np.uint8)
+    finite = [v for v in vertex_sets if np.isfinite(v).all()]
+    if not finite:
+        return canvas
+    vertices, faces = merge_meshes(finite, faces)
+    e = np.deg2rad(elevation_deg)
+    tilt = np.array([[1.0, 0, 0], [0, np.cos(e), -np.sin(e)], [0, np.sin(e), np.cos(e)]])
+    world_to_view = tilt.T @ np.diag([1.0, -1.0, -1.0])  # (level camera R_x(e))^T
+    view = vertices @ world_to_view.T
+    moved, K = fit_camera(view, (W, H), margin=1.4)
+    offset = moved[0] - view[0]
+    if ground:
+        lo, hi = vertices.min(0), vertices.max(0)
+        pad = 0.5 + 0.5 * float(np.max(hi - lo))
+        y = lo[1]
+        quad = np.array([[lo[0] - pad, y, lo[2] - pad], [hi[0] + pad, y, lo[2] - pad],
+                         [hi[0] + pad, y, hi[2] + pad], [lo[0] - pad, y, hi[2] + pad]])
+        quad = quad @ world_to_view.T + offset
+        quad_faces = np.array([[0, 2, 1], [0, 3, 2]])
+        canvas = overlay(canvas, shade(quad, quad_faces, K, (W, H), color=(0.78, 0.78, 0.74),
+                                       ambient=0.9), 1.0)
+    return overlay(canvas, shade(moved, faces, K, (W, H)), 1.0)
+
+
 def draw_keypoints(
     image: np.ndarray,
     keypoints: np.ndarray,

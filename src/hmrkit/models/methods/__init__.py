@@ -6,5 +6,6 @@ from .cliff import CLIFF
 from .hmr import HMR
 from .mean_pose import MeanPose
 from .multiroi import MultiRoI
+from .whmr import WHMR
 
-__all__ = ["CLIFF", "HMR", "BodyEstimate", "MeanPose", "Method", "MultiRoI", "Optim"]
+__all__ = ["CLIFF", "HMR", "WHMR", "BodyEstimate", "MeanPose", "Method", "MultiRoI", "Optim"]

@@ -5,8 +5,9 @@ A method is a LightningModule that
 - declares what the data must hold: :attr:`Method.crop_size` (side of the person crops it
   reads, None when it reads no image), :attr:`Method.crop_style` (how they are cut: upright
   boxes, or BlazePose's rotated squares), :attr:`Method.num_rois` (crops per person,
-  Multi-RoI) and :meth:`Method.input_keys` (the Sample keys :meth:`Method.estimate` reads; ``hmrkit
-  predict`` builds exactly these, and ``hmrkit train`` / ``evaluate`` read them);
+  Multi-RoI), :meth:`Method.input_keys` (the Sample keys :meth:`Method.estimate` reads;
+  ``hmrkit predict`` builds exactly these, and ``hmrkit train`` / ``evaluate`` read them) and
+  :meth:`Method.label_keys` (extra labels its losses read, e.g. dense maps; training only);
 - turns a batch of Samples (:mod:`hmrkit.data.sample`) into a :class:`BodyEstimate`
   (:meth:`Method.estimate`) in the camera frame of the sample (a method reading rotated crops
   un-rolls its estimate, :meth:`BodyEstimate.unrolled`), whose fields are optional:
@@ -111,6 +112,12 @@ class Method(L.LightningModule):
     def input_keys(self) -> tuple[str, ...]:
         """The Sample keys :meth:`estimate` reads."""
         raise NotImplementedError
+
+    def label_keys(self) -> tuple[str, ...]:
+        """Sample keys only the losses read, beyond the sparse labels every method gets (e.g.
+        dense maps: ``iuv``, ``depth``, ``mask``); training data holds them, ``hmrkit predict``
+        does not build them."""
+        return ()
 
     def estimate(self, batch: dict[str, Tensor]) -> BodyEstimate:
         """The estimate of the batch's people (see :class:`BodyEstimate`)."""
