@@ -24,20 +24,14 @@ import time
 import numpy as np
 import torch
 
-from hmrkit.blazepose.names import BLAZEPOSE33_NAMES
-from hmrkit.body.keypoints import COCO17_NAMES, SMPL24_NAMES
+from hmrkit.blazepose.names import LIMB_INDICES
 from hmrkit.data.dataset import SyntheticDataset
 from hmrkit.data.formats import evenly_spaced
 from hmrkit.geometry.crops import CropBox
 from hmrkit.geometry.procrustes import similarity_procrustes
 from hmrkit.models.backbones import BlazePoseBackbone
 
-LIMBS = ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
-         "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-         "right_ankle")
-BP = [BLAZEPOSE33_NAMES.index(n) for n in LIMBS]
-COCO = [COCO17_NAMES.index(n) for n in LIMBS]
-SMPL = [SMPL24_NAMES.index(n) for n in LIMBS]
+BP, COCO, SMPL = (list(LIMB_INDICES[k]) for k in ("blazepose33", "coco17", "smpl24"))
 
 
 def main(argv=None):

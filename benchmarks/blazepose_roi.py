@@ -33,21 +33,10 @@ from scipy.optimize import linear_sum_assignment
 from hmrkit.blazepose import BlazePose
 from hmrkit.blazepose.roi import keypoint_roi, label_radius_candidates
 from hmrkit.body.keypoints import COCO17_NAMES
-from hmrkit.data.shards import decode_image, decode_npz, scan_shards
+from hmrkit.data.shards import read_scenes
 
 HIPS = [COCO17_NAMES.index("left_hip"), COCO17_NAMES.index("right_hip")]
 
-
-def scenes(folder, limit=None):
-    n = 0
-    for reader in scan_shards(folder, strict=True).valid:
-        for i in range(len(reader.keys)):
-            if limit is not None and n >= limit:
-                return
-            rec = reader[i]
-            name = next(k for k in rec if k.startswith("image."))
-            yield decode_image(rec[name]), decode_npz(rec["labels.npz"])
-            n += 1
 
 
 def angle_of(d: np.ndarray) -> np.ndarray:
@@ -74,7 +63,7 @@ def main(argv=None):
     bp = BlazePose("lite", min_score=args.min_score)  # the detector only is used
     rows = []
     t0 = time.time()
-    for image, lab in scenes(args.data, args.limit):
+    for image, lab in read_scenes(args.data, args.limit):
         dets = bp.detect_people([image])[0]
         keep = np.nonzero(lab["visible_fraction"] >= args.min_visible)[0]
         if not len(dets) or not len(keep):

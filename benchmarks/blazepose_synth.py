@@ -30,29 +30,12 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from hmrkit.blazepose import BlazePose
-from hmrkit.blazepose.names import BLAZEPOSE33_NAMES
-from hmrkit.body.keypoints import COCO17_NAMES, SMPL24_NAMES
-from hmrkit.data.shards import decode_image, decode_npz, scan_shards
+from hmrkit.blazepose.names import LIMB_INDICES
+from hmrkit.data.shards import read_scenes
 from hmrkit.geometry.procrustes import similarity_procrustes
 
-LIMBS = ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
-         "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-         "right_ankle")
-BP = [BLAZEPOSE33_NAMES.index(n) for n in LIMBS]
-COCO = [COCO17_NAMES.index(n) for n in LIMBS]
-SMPL = [SMPL24_NAMES.index(n) for n in LIMBS]
+BP, COCO, SMPL = (list(LIMB_INDICES[k]) for k in ("blazepose33", "coco17", "smpl24"))
 
-
-def scenes(folder, limit=None):
-    n = 0
-    for reader in scan_shards(folder, strict=True).valid:
-        for i in range(len(reader.keys)):
-            if limit is not None and n >= limit:
-                return
-            rec = reader[i]
-            name = next(k for k in rec if k.startswith("image."))
-            yield decode_image(rec[name]), decode_npz(rec["labels.npz"])
-            n += 1
 
 
 def match(people, labels, keep, threshold):
@@ -121,7 +104,7 @@ def main(argv=None):
                 world_true.append(lab["joints3d"][li, SMPL])
         batch.clear()
 
-    for image, labels in scenes(args.data, args.limit):
+    for image, labels in read_scenes(args.data, args.limit):
         batch.append((image, labels))
         if len(batch) == args.batch:
             flush()

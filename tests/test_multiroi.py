@@ -33,6 +33,8 @@ from hmrkit.models.methods.base import Optim
 from hmrkit.models.methods.multiroi import MultiRoI
 from hmrkit.models.registry import method_class
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = dict(crop_size=32, head=partial(IterativeRegressor, hidden=32),
             camera_head=partial(CameraDecoder, hidden=32))
 
@@ -44,14 +46,6 @@ def fusion_part(name: str, width: int = 32):
     if name == "attention":
         return partial(FUSIONS[name], attention_dim=width)
     return FUSIONS[name]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

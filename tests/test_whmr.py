@@ -47,6 +47,8 @@ from hmrkit.models.pymaf import (
 )
 from hmrkit.models.whmr_heads import FocalPredictor, OrientCorrect
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "whmr-tiny-cpu.yaml"
 ROT_CONFIG = CONFIG.parent / "camrot-r18-96-cpu.yaml"
 F64 = torch.float64
@@ -57,14 +59,6 @@ def tiny(stage: int = 1, hybrid: bool = True, **kwargs) -> WHMR:
     head = partial(PyMAFHead, channels=16, hidden=32, grid=4, vertex_regressor=vr)
     kwargs.setdefault("orient_correct", partial(OrientCorrect, hidden=32))
     return WHMR(head=head, crop_size=32, stage=stage, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

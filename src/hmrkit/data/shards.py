@@ -51,7 +51,7 @@ import uuid
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,7 @@ __all__ = [
     "ShardScan",
     "open_shard",
     "scan_shards",
+    "read_scenes",
     "shard_name",
     "shard_path",
     "record_key",
@@ -770,6 +771,20 @@ def scan_shards(
             stacklevel=2,
         )
     return scan
+
+
+def read_scenes(folder, limit: int | None = None) -> Iterator[tuple[np.ndarray, dict]]:
+    """The scenes of a split in order, each as its RGB image and its decoded ``labels.npz``
+    (every shard must be valid); at most ``limit`` scenes."""
+    n = 0
+    for reader in scan_shards(folder, strict=True).valid:
+        for i in range(len(reader.keys)):
+            if limit is not None and n >= limit:
+                return
+            record = reader[i]
+            name = next(k for k in record if k.startswith("image."))
+            yield decode_image(record[name]), decode_npz(record["labels.npz"])
+            n += 1
 
 
 def shards_for_job(num_shards: int, shard: tuple[int, int] | None) -> list[int]:

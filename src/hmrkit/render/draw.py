@@ -119,14 +119,22 @@ def render_overlay(image: np.ndarray, vertex_sets, faces, camera: Camera,
     return out
 
 
-def render_side(vertex_sets, faces, image_size: tuple[int, int]) -> np.ndarray:
-    """The persons seen from their side (turned 90 deg about the vertical), on white."""
+def _white_and_merged(vertex_sets, faces, image_size: tuple[int, int]):
+    """A white canvas and the persons with finite vertices merged into one mesh (None if
+    there are none)."""
     W, H = image_size
     canvas = np.full((H, W, 3), 255, np.uint8)
     finite = [v for v in vertex_sets if np.isfinite(v).all()]
-    if not finite:
+    return canvas, (merge_meshes(finite, faces) if finite else None)
+
+
+def render_side(vertex_sets, faces, image_size: tuple[int, int]) -> np.ndarray:
+    """The persons seen from their side (turned 90 deg about the vertical), on white."""
+    W, H = image_size
+    canvas, merged = _white_and_merged(vertex_sets, faces, image_size)
+    if merged is None:
         return canvas
-    vertices, faces = merge_meshes(finite, faces)
+    vertices, faces = merged
     moved, K = fit_camera(orbit(vertices, "side"), (W, H))
     return overlay(canvas, shade(moved, faces, K, (W, H)), 1.0)
 
@@ -137,11 +145,10 @@ def render_world(vertex_sets, faces, image_size: tuple[int, int], elevation_deg:
     tilted down by ``elevation_deg``, standing on a grey ground plane at the lowest vertex, on
     white. ``vertex_sets``: world-frame meshes (their positions relative to each other kept)."""
     W, H = image_size
-    canvas = np.full((H, W, 3), 255, np.uint8)
-    finite = [v for v in vertex_sets if np.isfinite(v).all()]
-    if not finite:
+    canvas, merged = _white_and_merged(vertex_sets, faces, image_size)
+    if merged is None:
         return canvas
-    vertices, faces = merge_meshes(finite, faces)
+    vertices, faces = merged
     e = np.deg2rad(elevation_deg)
     tilt = np.array([[1.0, 0, 0], [0, np.cos(e), -np.sin(e)], [0, np.sin(e), np.cos(e)]])
     world_to_view = tilt.T @ np.diag([1.0, -1.0, -1.0])  # (level camera R_x(e))^T
