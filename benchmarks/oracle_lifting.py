@@ -37,12 +37,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from hmrkit.geometry.cameras import Camera
+from hmrkit.models.backbones import Backbone
+
 LABELS = ("keypoints2d/smpl24", "keypoints2d/coco17", "keypoints2d/lsp14", "joints3d",
           "global_orient", "body_pose", "betas", "transl", "box_center", "box_size")
 CROP = 96
 
 
-class KeypointInput(nn.Module):
+class VectorBackbone(Backbone):
+    """A "backbone" whose input (the batch's ``image``) is a vector per person."""
+
+    def from_batch(self, batch: dict[str, torch.Tensor], image_key: str = "image"):
+        return self(batch[image_key])
+
+
+class KeypointInput(VectorBackbone):
     """The iterative head's "backbone": a small MLP embedding of the input vector."""
 
     def __init__(self, image_size: int, dim: int, width: int = 512):
@@ -55,7 +65,7 @@ class KeypointInput(nn.Module):
         return self.net(x)
 
 
-class VectorInput(nn.Module):
+class VectorInput(VectorBackbone):
     """The lifting head's "backbone": the input vector as it is."""
 
     def __init__(self, image_size: int, dim: int):
@@ -102,10 +112,7 @@ def people(config, count: int, cache: Path) -> dict[str, torch.Tensor]:
     data["crop_affine"] = crop_matrix(data["box_center"], data["box_size"], CROP).float()
     n = len(data["betas"])
     size, focal = data.pop("image_size"), data.pop("focal")
-    K = torch.zeros(n, 3, 3)
-    K[:, 0, 0], K[:, 1, 1], K[:, 2, 2] = focal, focal, 1.0
-    K[:, :2, 2] = size / 2
-    data["camera/intrinsics"], data["camera/image_size"] = K, size
+    data.update(Camera.default(size, focal).to_sample())
     for k in ("has_keypoints2d", "has_joints3d", "has_smpl"):
         data[k] = torch.ones(n)
     return data
@@ -118,9 +125,9 @@ def inputs(data: dict[str, torch.Tensor], info: bool) -> torch.Tensor:
     kp = CropBox.from_sample(data, CROP).normalize(data["keypoints2d/smpl24"])
     x = kp.reshape(len(kp), -1)
     if info:
-        K = data["camera/intrinsics"]
-        f = K[:, 0, 0, None]
-        x = torch.cat([x, (data["box_center"] - K[:, :2, 2]) / f,
+        camera = Camera.from_sample(data)
+        f = camera.focal[:, None]
+        x = torch.cat([x, (data["box_center"] - camera.principal_point) / f,
                        data["box_size"][:, None] / f], 1)
     return x
 
