@@ -1,4 +1,6 @@
-"""``hmrkit predict``: body meshes from images, folders or videos with a trained method.
+"""``hmrkit predict``: body meshes from images, folders or videos with a trained method; and
+``hmrkit fit``: the same run with BlazePose persons and landmarks, the keypoint fit after the
+method (or from scratch: the mean pose in each box) by default.
 
 For every input image (or kept video frame) and every person in it, writes into ``--out``:
 
@@ -55,14 +57,17 @@ KEYPOINT_BOX_SCALE = 1.2
 """Detected keypoints -> square box, as :func:`hmrkit.geometry.crops.box_from_keypoints`."""
 MEDIAPIPE_MIN_VISIBILITY = 0.5
 DETECT_INSTALL = "pip install 'hmrkit[detect]'"
+DETECTORS = ("blazepose", "mediapipe")
 PROG = "hmrkit predict"
 DESCRIPTION = "Body meshes, parameters and pictures from images, folders or videos."
 EPILOG = ("exit status: 0 if at least one image gave a result, 1 if none did, 2 for a usage "
           "error (missing input, folder without images, bad checkpoint or boxes file, "
           "detector not installed)")
 
-Box = tuple[np.ndarray, float]
-"""A square box: centre (2,) and side, in full-image pixels."""
+Box = tuple
+"""A square box: centre (2,) and side, in full-image pixels; a detector that finds landmarks
+adds them: ``(centre, side, landmarks (33, 3) x, y, visibility, world (33, 4))`` (BlazePose,
+full-image pixels; the world landmarks in metres with their visibility)."""
 
 
 class PredictError(Exception):
@@ -117,21 +122,35 @@ def _formats(text: str) -> tuple[str, ...]:
     return names
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``hmrkit predict`` to ``parser``."""
+def add_arguments(parser: argparse.ArgumentParser, fit: bool = False) -> None:
+    """Add the options of ``hmrkit predict`` (``fit``: of ``hmrkit fit``) to ``parser``."""
     parser.add_argument("inputs", nargs="+", help="image files, folders of images or videos")
-    parser.add_argument("--checkpoint", required=True, help="trained method (.ckpt or export)")
+    if fit:
+        parser.add_argument("--checkpoint", help="start from this method's estimates "
+                            "(default: from scratch, the mean pose placed in each box)")
+    else:
+        parser.add_argument("--checkpoint", required=True,
+                            help="trained method (.ckpt or export)")
+    detector = "blazepose" if fit else None
+    parser.set_defaults(fit=fit)
     parser.add_argument("--out", required=True, type=output_folder, help="output folder")
     persons = parser.add_mutually_exclusive_group()
     persons.add_argument("--boxes", help='JSON {"image": [[x0, y0, x1, y1], ...]} of persons')
-    persons.add_argument("--detector", choices=("mediapipe",),
-                         help=f"detect one person per image (needs {DETECT_INSTALL})")
+    persons.add_argument("--detector", choices=DETECTORS, default=detector,
+                         help="blazepose: every person hmrkit's BlazePose front end finds, with "
+                         "its 33 landmarks (what --refine keypoints fits to); mediapipe: one "
+                         f"person per image (needs {DETECT_INSTALL})"
+                         + (" (default: blazepose)" if detector else ""))
     parser.add_argument("--box-scale", type=positive_float, default=KEYPOINT_BOX_SCALE,
                         help="square side = scale x longer side of a --boxes box (default 1.2)")
     parser.add_argument("--focal", type=positive_float,
                         help="focal length in pixels (default sqrt(W^2 + H^2))")
-    parser.add_argument("--refiner", help="a refinement stage after the method, by name or "
-                        "class path (e.g. identity)")
+    parser.add_argument("--refiner", "--refine", default="keypoints" if fit else None,
+                        help="a refinement stage after the method, by name or class path "
+                        "(identity, keypoints, dense, ...)"
+                        + (" (default: keypoints)" if fit else ""))
+    parser.add_argument("--refiner-arg", action="append", metavar="NAME=VALUE",
+                        help="an option of the refiner (repeatable), e.g. min_confidence=0.3")
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda[:i]")
     parser.add_argument("--batch-size", type=positive_int, default=16,
                         help="persons per model call (default 16)")
@@ -321,12 +340,48 @@ def mediapipe_detector() -> BoxSource:
     return detect
 
 
+def blazepose_detector(variant: str = "full") -> BoxSource:
+    """Every person hmrkit's BlazePose front end finds (:mod:`hmrkit.blazepose`), with its 33
+    landmarks and world landmarks: the box is the square around the visible landmarks."""
+    import torch
+
+    from hmrkit.blazepose import BlazePose, BlazePoseModelError
+    from hmrkit.geometry.crops import box_from_keypoints
+
+    try:
+        model = BlazePose(variant)
+    except BlazePoseModelError as err:
+        raise PredictError(f"--detector blazepose: {err}") from None
+
+    def detect(frame: Frame) -> tuple[list[Box], str]:
+        boxes = []
+        for person in model.detect(frame.image):
+            visible = person.visibility >= MEDIAPIPE_MIN_VISIBILITY
+            center, size = box_from_keypoints(torch.from_numpy(person.landmarks[:, :2]),
+                                              torch.from_numpy(visible),
+                                              scale=KEYPOINT_BOX_SCALE)
+            if not (torch.isfinite(size) and size > 1):
+                continue
+            landmarks = np.concatenate([person.landmarks[:, :2], person.visibility[:, None]], 1)
+            world = np.concatenate([person.world, person.visibility[:, None]], 1)
+            boxes.append((center.numpy(), float(size), landmarks, world))
+        return boxes, "no person detected"
+
+    return detect
+
+
 # --------------------------------------------------------------------------- model
 
 
-def load_model(checkpoint: str, device: str):
-    """The method of ``checkpoint`` on ``device``; :class:`PredictError` for bad files."""
+def load_model(checkpoint: str | None, device: str):
+    """The method of ``checkpoint`` on ``device`` (None: the mean-pose method, the start of a
+    fit from scratch); :class:`PredictError` for bad files."""
     import torch
+
+    if checkpoint is None:
+        from hmrkit.models.registry import method_class
+
+        return method_class("mean-pose")().to(device).eval()
 
     try:
         torch_device = torch.device(device)
@@ -365,6 +420,9 @@ def make_batch(people: list[tuple[np.ndarray, Box, float | None]], res: int | No
     focal = [f for _, _, f in people]
     camera = Camera.default(wh, None if focal[0] is None else torch.tensor(focal))
     batch.update(camera.to_sample())
+    if all(len(box) > 3 for _, box, _ in people):  # a detector's landmarks (see Box)
+        batch["keypoints2d/blazepose33"] = torch.from_numpy(np.stack([b[2] for _, b, _ in people]))
+        batch["keypoints3d/blazepose33"] = torch.from_numpy(np.stack([b[3] for _, b, _ in people]))
     return {k: v.float().contiguous() for k, v in batch.items()}
 
 
@@ -393,6 +451,10 @@ def unpack(est, batch: dict) -> list[dict[str, np.ndarray]]:
         fields["cam_crop"] = est.cam_crop.cpu().double()
     if est.world_global_orient is not None:
         fields["world_global_orient"] = est.world_global_orient.cpu().double()
+    for key, value in est.extras.items():  # a fitting refiner's record: fit_status, fit_<term>
+        if key.startswith("fit/") and isinstance(value, torch.Tensor) and len(value) == len(
+                transl):
+            fields[key.replace("/", "_")] = value.detach().cpu().double()
     fields.update({
         "box_center": b["box_center"], "box_size": b["box_size"], "focal": camera.focal,
         "principal_point": camera.principal_point, "image_size": camera.image_size,
@@ -418,8 +480,13 @@ def estimate(model, people: list, device, batch_size: int,
         if missing:
             raise PredictError(f"{type(model).__name__} reads Sample keys {missing} that "
                                "hmrkit predict cannot build from an image and a box")
-        with torch.no_grad():
-            est = model.infer({k: v.to(device) for k, v in batch.items()}, refiner)
+        from hmrkit.models.refiners import RefinerError
+
+        try:
+            with torch.no_grad():
+                est = model.infer({k: v.to(device) for k, v in batch.items()}, refiner)
+        except RefinerError as err:
+            raise PredictError(f"--refiner: {err}") from None
         results += unpack(est, batch)
     return results
 
@@ -494,17 +561,19 @@ def _setup(args: argparse.Namespace):
         boxes = load_boxes(args.boxes, args.box_scale)
     elif args.detector == "mediapipe":
         boxes = mediapipe_detector()
+    elif args.detector == "blazepose":
+        boxes = blazepose_detector()
     else:
         boxes = whole_image_box
     t0 = time.perf_counter()
     model = load_model(args.checkpoint, args.device)
     refiner = None
     if args.refiner:
-        from hmrkit.models.registry import RegistryError, refiner_class
+        from hmrkit.models.registry import RegistryError, make_refiner
 
         try:
-            refiner = refiner_class(args.refiner)()
-        except RegistryError as err:
+            refiner = make_refiner(args.refiner, args.refiner_arg)
+        except (RegistryError, ValueError) as err:  # ValueError: RefinerError
             raise PredictError(f"--refiner: {err}") from None
     return sources, boxes, model, refiner, time.perf_counter() - t0
 
@@ -572,10 +641,12 @@ class Predictor:
         """The content of ``index.json``."""
         args, model = self.args, self.model
         return {
-            "inputs": list(args.inputs), "checkpoint": str(args.checkpoint),
+            "inputs": list(args.inputs),
+            "checkpoint": str(args.checkpoint) if args.checkpoint else "none (from scratch)",
             "method": f"{type(model).__module__}.{type(model).__qualname__}",
             "body_model": self.body_model, "device": str(args.device),
             "crop_size": model.crop_size, "refiner": args.refiner,
+            "refiner_args": args.refiner_arg or [],
             "options": {"focal": args.focal, "boxes": args.boxes, "detector": args.detector,
                         "box_scale": args.box_scale, "formats": list(args.formats),
                         "side_view": not args.no_side_view, "batch_size": args.batch_size,
@@ -586,12 +657,13 @@ class Predictor:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``hmrkit predict``; returns the exit status (see module doc)."""
+    """Run ``hmrkit predict`` (or ``hmrkit fit``); returns the exit status (see module doc)."""
     start = time.perf_counter()
+    prog = "hmrkit fit" if getattr(args, "fit", False) else PROG
     try:
         sources, find_boxes, model, refiner, load_s = _setup(args)
     except PredictError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     predictor = Predictor(model, args, find_boxes, refiner)
     predictor.out.mkdir(parents=True, exist_ok=True)
@@ -603,12 +675,12 @@ def run(args: argparse.Namespace) -> int:
         if predictor.pending:
             predictor.flush()
     except PredictError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     index = predictor.index({"load_model_s": load_s, "total_s": time.perf_counter() - start})
     atomic_write_text(predictor.out / "index.json", json.dumps(index, indent=2))
     summary = index["summary"]
-    print(f"{PROG}: {summary['ok']} of {summary['images']} images, {summary['persons']} "
+    print(f"{prog}: {summary['ok']} of {summary['images']} images, {summary['persons']} "
           f"persons; wrote {predictor.out / 'index.json'}")
     return 0 if summary["ok"] else 1
 
@@ -624,6 +696,19 @@ def main(argv: list[str] | None = None) -> int:
     """``hmrkit predict`` as a standalone command (used by the tests)."""
     parser = OneLineParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
     add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+FIT_DESCRIPTION = ("Fit the body model to the people in images: BlazePose finds them and their "
+                   "33 landmarks, a method (or the mean pose, from scratch) gives the start, "
+                   "the keypoint refiner fits (outputs as hmrkit predict's, with fit_status "
+                   "and the fit's final per-term losses).")
+
+
+def fit_main(argv: list[str] | None = None) -> int:
+    """``hmrkit fit`` as a standalone command (used by the tests)."""
+    parser = OneLineParser(prog="hmrkit fit", description=FIT_DESCRIPTION, epilog=EPILOG)
+    add_arguments(parser, fit=True)
     return run(parser.parse_args(argv))
 
 
