@@ -20,9 +20,11 @@ Stems are the file stems (``name_2`` etc. when two inputs share one); video fram
 Persons come from ``--boxes FILE`` (JSON ``{"image": [[x0, y0, x1, y1], ...]}``, keys being
 the path as given on the command line or found in a folder, the file name, or for video frames
 ``"<video name>:<frame index>"`` or the frame's stem; images that are absent or have ``[]`` are
-skipped as "no person"), from ``--detector mediapipe`` (one person per image, BlazePose from
-the optional ``[detect]`` extra), or by default from the whole image (one person, square box
-centred on the image with side ``max(W, H)``).
+skipped as "no person"), from ``--detector blazepose`` (every person hmrkit's BlazePose front
+end finds, with its 33 landmarks, which ``--refine keypoints`` then fits to), from
+``--detector mediapipe`` (one person per image, BlazePose from the optional ``[detect]``
+extra), or by default from the whole image (one person, square box centred on the image with
+side ``max(W, H)``).
 
 Only light modules are imported at load time (the ``hmrkit`` parser imports this one); torch
 and the model code load when :func:`run` needs them.
