@@ -180,3 +180,16 @@ def test_dense_refiner_inside_predict(photo, tmp_path):
     before = json.loads((plain / "astronaut_p0.json").read_text())
     assert "fit_status" not in before
     assert not np.allclose(before["body_pose"], person["body_pose"])
+
+
+def test_fit_command_on_an_image_without_a_person_says_so(tmp_path, capsys):
+    import cv2
+
+    from hmrkit.predict import fit_main
+
+    cv2.imwrite(str(tmp_path / "empty.png"), np.full((240, 320, 3), 127, np.uint8))
+    assert fit_main([str(tmp_path / "empty.png"), "--out", str(tmp_path / "out"),
+                     "--formats", ""]) == 1
+    assert "hmrkit fit: skipped" in (err := capsys.readouterr().err) and "no person detected" in err
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert index["images"][0]["status"] == "no person"

@@ -551,9 +551,9 @@ def _cameras(results: list[dict]):
 # --------------------------------------------------------------------------- run
 
 
-def _report(message: str) -> None:
+def _report(message: str, prog: str = PROG) -> None:
     """One line on stderr (through tqdm so that a progress bar stays intact)."""
-    tqdm.write(f"{PROG}: {message}", file=sys.stderr)
+    tqdm.write(f"{prog}: {message}", file=sys.stderr)
 
 
 def _setup(args: argparse.Namespace):
@@ -618,11 +618,11 @@ class Predictor:
         if sum(len(j.boxes) for j in self.pending) >= self.args.batch_size:
             self.flush()
 
-    @staticmethod
-    def _skip(entry: dict, status: str, name: str, reason: str) -> None:
+    def _skip(self, entry: dict, status: str, name: str, reason: str) -> None:
         """Mark an entry as skipped and say so on stderr."""
         entry.update(status=status, reason=reason)
-        _report(f"skipped {name}: {status} ({reason})")
+        _report(f"skipped {name}: {status} ({reason})",
+                "hmrkit fit" if getattr(self.args, "fit", False) else PROG)
 
     def flush(self) -> None:
         """Run the model on the queued persons and write the queued frames' outputs."""
