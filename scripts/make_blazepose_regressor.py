@@ -18,7 +18,7 @@ where its 12 limb joints match the labels (median error < 5 % of the box) are us
 
     python scripts/make_blazepose_regressor.py collect --scenes 2400 --out data/bp_regressor
     python scripts/make_blazepose_regressor.py fit --obs data/bp_regressor \\
-        --out src/hmrkit/blazepose/data/anny24_blazepose33.npz
+        --out src/hmrkit/body/data/anny24_blazepose33.npz
 
 ``collect`` is resumable (chunks of observations); ``fit`` holds out the last ``--holdout``
 scenes and reports, per landmark, the 2D error of the regressor against BlazePose on them.
@@ -286,7 +286,7 @@ def main(argv=None):
     f = sub.add_parser("fit")
     f.add_argument("--obs", default="data/bp_regressor")
     f.add_argument("--obs-variant", default="heavy", help="the variant collect used (recorded)")
-    f.add_argument("--out", default="src/hmrkit/blazepose/data/anny24_blazepose33.npz")
+    f.add_argument("--out", default="src/hmrkit/body/data/anny24_blazepose33.npz")
     f.add_argument("--holdout", type=int, default=400, help="last scenes held out")
     f.add_argument("--min-visibility", type=float, default=0.5)
     f.add_argument("--support-decimated", type=int, default=40)

@@ -17,7 +17,7 @@ MESHES = {"decimated": "anny24", "full": "anny24-full"}
 
 @pytest.fixture(scope="module")
 def regressor():
-    path = resources.files("hmrkit.blazepose") / "data" / "anny24_blazepose33.npz"
+    path = resources.files("hmrkit.body") / "data" / "anny24_blazepose33.npz"
     return load_npz_with_header(path, "hmrkit keypoint regressor")
 
 

@@ -1,5 +1,5 @@
 """The ``hmrkit`` command: ``demo``, ``synth``, ``cache``, ``train``, ``evaluate``, ``predict``,
-``export``.
+``fit``, ``export``.
 
 ``hmrkit train`` is Lightning's CLI (``hmrkit train --help``); the others are argparse.
 """
@@ -17,8 +17,9 @@ def _demo(args: argparse.Namespace) -> int:
     from hmrkit.models.checkpoints import CheckpointError
 
     try:
-        run_demo(out=args.out, scenes=args.scenes, seed=args.seed, checkpoint=args.checkpoint)
-    except CheckpointError as err:
+        run_demo(out=args.out, scenes=args.scenes, seed=args.seed, checkpoint=args.checkpoint,
+                 refiner=args.refiner, refiner_args=args.refiner_arg)
+    except (CheckpointError, ValueError) as err:  # ValueError: RegistryError, RefinerError
         print(f"hmrkit demo: {err}", file=sys.stderr)
         return 2
     return 0
@@ -92,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="synthetic scenes (default: 6)")
     demo.add_argument("--seed", type=int, default=0, help="scene seed offset (default: 0)")
     demo.add_argument("--checkpoint", help="a method checkpoint (default: the shipped model)")
+    demo.add_argument("--refiner", "--refine", help="refine the model's estimates (keypoints, "
+                      "keypoints-labels, dense, dense-labels, ...)")
+    demo.add_argument("--refiner-arg", action="append", metavar="NAME=VALUE",
+                      help="an option of the refiner (repeatable)")
     demo.set_defaults(func=_demo)
 
     synth = sub.add_parser("synth", help="render labelled synthetic scenes into tar shards")
@@ -132,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     predict.add_arguments(pr)
     pr.set_defaults(func=predict.run)
+    fi = sub.add_parser("fit", help="fit the body to the people in images (BlazePose landmarks; "
+                        "from scratch or from a method's estimates)",
+                        description=predict.FIT_DESCRIPTION, epilog=predict.EPILOG)
+    predict.add_arguments(fi, fit=True)
+    fi.set_defaults(func=predict.run)
     ex = sub.add_parser("export", help="the inference part of a checkpoint (small file)")
     ex.add_argument("--checkpoint", required=True)
     ex.add_argument("--out", required=True)

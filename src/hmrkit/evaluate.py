@@ -142,8 +142,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", default="lsp14",
                         help="lsp14 (default): 14 joints, mid-hip aligned; smpl24: 24 joints, "
                         "pelvis aligned")
-    parser.add_argument("--refiner", help="a refinement stage after the method, by name or "
-                        "class path (e.g. identity)")
+    parser.add_argument("--refiner", "--refine", help="a refinement stage after the method, "
+                        "by name or class path (identity, keypoints, keypoints-labels, dense, "
+                        "dense-labels, ...)")
+    parser.add_argument("--refiner-arg", action="append", metavar="NAME=VALUE",
+                        help="an option of the refiner (repeatable), e.g. noise_px=5")
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--workers", type=non_negative_int, default=0,
                         help="DataLoader processes")
@@ -185,7 +188,7 @@ def partial_report(check, dataset, limit: int | None) -> dict:
 def run(args: argparse.Namespace) -> int:
     from hmrkit.metrics.scoring import PROTOCOLS
     from hmrkit.models.checkpoints import CheckpointError, load_method
-    from hmrkit.models.registry import RegistryError, method_class, refiner_class
+    from hmrkit.models.registry import RegistryError, make_refiner, method_class
 
     check = None
     try:
@@ -199,16 +202,26 @@ def run(args: argparse.Namespace) -> int:
             model, name = load_method(args.checkpoint, args.device), Path(args.checkpoint).name
         else:
             model, name = method_class(args.method)(), args.method
-        refiner = refiner_class(args.refiner)() if args.refiner else None
+        if args.refiner_arg and not args.refiner:
+            raise ValueError("--refiner-arg needs --refiner")
+        refiner = make_refiner(args.refiner, args.refiner_arg) if args.refiner else None
         bad = tuple(check.problems) if check is not None else ()
+        extra = refiner.input_keys() if refiner is not None else ()
         dataset = dataset_for(model, args.data, args.format, args.limit, split=args.split,
-                              image_root=args.image_root, exclude_shards=bad)
+                              image_root=args.image_root, exclude_shards=bad, extra_keys=extra)
     except (CheckpointError, RegistryError, FileNotFoundError, ValueError) as err:
         print(f"hmrkit evaluate: {err}", file=sys.stderr)
         return 2
-    result = evaluate(model, dataset, args.batch_size, args.protocol, args.workers, args.device,
-                      refiner=refiner)
-    result.update(model=name, data=str(args.data), format=args.format, refiner=args.refiner)
+    from hmrkit.models.refiners import RefinerError
+
+    try:
+        result = evaluate(model, dataset, args.batch_size, args.protocol, args.workers,
+                          args.device, refiner=refiner)
+    except RefinerError as err:  # a refiner that cannot run on this data, said in one line
+        print(f"hmrkit evaluate: {err}", file=sys.stderr)
+        return 2
+    result.update(model=name, data=str(args.data), format=args.format, refiner=args.refiner,
+                  refiner_args=args.refiner_arg or [])
     note = ""
     if check is not None and not check.ok:
         partial = result["partial"] = partial_report(check, dataset, args.limit)

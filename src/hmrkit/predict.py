@@ -1,4 +1,6 @@
-"""``hmrkit predict``: body meshes from images, folders or videos.
+"""``hmrkit predict``: body meshes from images, folders or videos; and ``hmrkit fit``: the
+same run with the keypoint fit to the detector's 33 landmarks after the method (or from
+scratch: the mean pose in each box) by default.
 
 ``hmrkit predict photo.jpg --out out/`` runs the default model
 (:data:`hmrkit.models.weights.DEFAULT_MODEL`) on every person that hmrkit's BlazePose detector
@@ -182,12 +184,17 @@ def _score(text: str) -> float:
     return value
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``hmrkit predict`` to ``parser``."""
+def add_arguments(parser: argparse.ArgumentParser, fit: bool = False) -> None:
+    """Add the options of ``hmrkit predict`` (``fit``: of ``hmrkit fit``) to ``parser``."""
     parser.add_argument("inputs", nargs="+", help="image files, folders of images or videos")
     parser.add_argument("--out", required=True, type=output_folder, help="output folder")
-    parser.add_argument("--checkpoint", help="trained method (.ckpt or export; default: the "
-                        f"shipped model, hmrkit/models/weights/{DEFAULT_MODEL.name})")
+    if fit:
+        parser.add_argument("--checkpoint", help="start from this method's estimates "
+                            "(default: from scratch, the mean pose placed in each box)")
+    else:
+        parser.add_argument("--checkpoint", help="trained method (.ckpt or export; default: "
+                            f"the shipped model, hmrkit/models/weights/{DEFAULT_MODEL.name})")
+    parser.set_defaults(fit=fit)
     persons = parser.add_mutually_exclusive_group()
     persons.add_argument("--boxes", help='JSON {"image": [[x0, y0, x1, y1], ...]} of persons '
                          "(instead of the detector)")
@@ -203,8 +210,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="square side = scale x longer side of a --boxes box (default 1.2)")
     parser.add_argument("--focal", type=positive_float,
                         help="focal length in pixels (default sqrt(W^2 + H^2))")
-    parser.add_argument("--refiner", help="a refinement stage after the method, by name or "
-                        "class path (e.g. identity)")
+    parser.add_argument("--refiner", "--refine", default="keypoints" if fit else None,
+                        help="a refinement stage after the method, by name or class path "
+                        "(identity, keypoints, dense, ...)"
+                        + (" (default: keypoints)" if fit else ""))
+    parser.add_argument("--refiner-arg", action="append", metavar="NAME=VALUE",
+                        help="an option of the refiner (repeatable), e.g. min_confidence=0.3")
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda[:i]")
     parser.add_argument("--threads", type=non_negative_int, default=1,
                         help="CPU threads for torch (default 1: the per-image work is small, "
@@ -462,9 +473,14 @@ def _torch_device(device: str):
     return torch_device
 
 
-def load_model(checkpoint: str | Path, device: str):
-    """The method of ``checkpoint`` on ``device``; :class:`PredictError` for bad files."""
+def load_model(checkpoint: str | Path | None, device: str):
+    """The method of ``checkpoint`` on ``device`` (None: the mean-pose method, the start of a
+    fit from scratch); :class:`PredictError` for bad files."""
     torch_device = _torch_device(device)
+    if checkpoint is None:
+        from hmrkit.models.registry import method_class
+
+        return method_class("mean-pose")().to(torch_device).eval()
     from hmrkit.models.checkpoints import CheckpointError, load_method
 
     try:
@@ -527,6 +543,14 @@ def make_batch(people: list[tuple[np.ndarray, PersonBox, float | None]], res: in
     focal = [f for _, _, f in people]
     camera = Camera.default(wh, None if focal[0] is None else torch.tensor(focal))
     batch.update(camera.to_sample())
+    if all(box.detection for _, box, _ in people):  # the detector's landmarks, for refiners
+        det = [box.detection for _, box, _ in people]
+        batch["keypoints2d/blazepose33"] = torch.from_numpy(np.stack([np.concatenate(
+            [d["blazepose_landmarks"][:, :2], d["blazepose_visibility"][:, None]], 1)
+            for d in det]))
+        batch["keypoints3d/blazepose33"] = torch.from_numpy(np.stack([np.concatenate(
+            [d["blazepose_world"][:, :3], d["blazepose_visibility"][:, None]], 1)
+            for d in det]))
     return {k: v.float().contiguous() for k, v in batch.items()}
 
 
@@ -553,6 +577,10 @@ def unpack(est, batch: dict) -> list[dict[str, np.ndarray]]:
         fields["betas"] = est.betas.cpu().double()
     if est.cam_crop is not None:
         fields["cam_crop"] = est.cam_crop.cpu().double()
+    for key, value in est.extras.items():  # a fitting refiner's record: fit_status, fit_<term>
+        if key.startswith("fit/") and isinstance(value, torch.Tensor) and len(value) == len(
+                transl):
+            fields[key.replace("/", "_")] = value.detach().cpu().double()
     world = est.world_output()
     if world is not None:  # world frame (y up), each body about its root joint
         fields["world_global_orient"] = est.world_global_orient.cpu().double()
@@ -590,8 +618,13 @@ def estimate(model, people: list, device, batch_size: int,
         if missing:
             raise PredictError(f"{type(model).__name__} reads Sample keys {missing} that "
                                "hmrkit predict cannot build from an image and a box")
-        with torch.no_grad():
-            est = model.infer({k: v.to(device) for k, v in batch.items()}, refiner)
+        from hmrkit.models.refiners import RefinerError
+
+        try:
+            with torch.no_grad():
+                est = model.infer({k: v.to(device) for k, v in batch.items()}, refiner)
+        except RefinerError as err:
+            raise PredictError(f"--refiner: {err}") from None
         results += unpack(est, batch)
     return results
 
@@ -675,9 +708,14 @@ def _cameras(results: list[dict]):
 # --------------------------------------------------------------------------- run
 
 
-def _report(message: str) -> None:
+def _prog(args: argparse.Namespace) -> str:
+    """The command's name in messages: ``hmrkit fit`` or ``hmrkit predict``."""
+    return "hmrkit fit" if getattr(args, "fit", False) else PROG
+
+
+def _report(message: str, prog: str = PROG) -> None:
     """One line on stderr (through tqdm so that a progress bar stays intact)."""
-    tqdm.write(f"{PROG}: {message}", file=sys.stderr)
+    tqdm.write(f"{prog}: {message}", file=sys.stderr)
 
 
 def _setup(args: argparse.Namespace):
@@ -695,16 +733,17 @@ def _setup(args: argparse.Namespace):
         boxes = whole_image_box
     else:  # fail on missing detector files before the model loads
         detector = load_detector(args.detector_model, args.device, args.min_score)
-    model = load_model(args.checkpoint or DEFAULT_MODEL, args.device)
+    model = load_model(None if args.fit and not args.checkpoint else
+                       args.checkpoint or DEFAULT_MODEL, args.device)
     if detector is not None:
         boxes = DetectedPeople(detector, reads_rotated_boxes(model))
     refiner = None
     if args.refiner:
-        from hmrkit.models.registry import RegistryError, refiner_class
+        from hmrkit.models.registry import RegistryError, make_refiner
 
         try:
-            refiner = refiner_class(args.refiner)()
-        except RegistryError as err:
+            refiner = make_refiner(args.refiner, args.refiner_arg)
+        except (RegistryError, ValueError) as err:  # ValueError: RefinerError
             raise PredictError(f"--refiner: {err}") from None
     return sources, boxes, model, refiner, time.perf_counter() - t0
 
@@ -754,11 +793,10 @@ class Predictor:
         if waiting >= self.args.batch_size or self.first_result_s is None:
             self.flush()
 
-    @staticmethod
-    def _skip(entry: dict, status: str, name: str, reason: str) -> None:
+    def _skip(self, entry: dict, status: str, name: str, reason: str) -> None:
         """Mark an entry as skipped and say so on stderr."""
         entry.update(status=status, reason=reason)
-        _report(f"skipped {name}: {status} ({reason})")
+        _report(f"skipped {name}: {status} ({reason})", _prog(self.args))
 
     def flush(self) -> None:
         """Run the model on the queued persons and write the queued frames' outputs."""
@@ -782,11 +820,12 @@ class Predictor:
         args, model = self.args, self.model
         detector = None if args.boxes else args.detector
         return {
-            "inputs": list(args.inputs), "checkpoint": str(args.checkpoint or DEFAULT_MODEL),
+            "inputs": list(args.inputs), "checkpoint": str(
+                args.checkpoint or ("none (from scratch)" if args.fit else DEFAULT_MODEL)),
             "method": f"{type(model).__module__}.{type(model).__qualname__}",
             "body_model": self.body_model, "device": str(args.device),
             "crop_size": model.crop_size, "rotated_boxes": reads_rotated_boxes(model),
-            "refiner": args.refiner,
+            "refiner": args.refiner, "refiner_args": args.refiner_arg or [],
             "options": {"focal": args.focal, "boxes": args.boxes, "detector": detector,
                         "detector_model": args.detector_model if detector else None,
                         "min_score": args.min_score if detector else None,
@@ -801,16 +840,17 @@ class Predictor:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``hmrkit predict``; returns the exit status (see module doc)."""
+    """Run ``hmrkit predict`` (or ``hmrkit fit``); returns the exit status (see module doc)."""
     start = time.perf_counter()
+    prog = _prog(args)
     if args.detector == "mediapipe":
         args.detector = "blazepose"
     if args.detector == "none" and not args.boxes:
-        _report(WHOLE_IMAGE_NOTE)
+        _report(WHOLE_IMAGE_NOTE, prog)
     try:
         sources, find_boxes, model, refiner, load_s = _setup(args)
     except PredictError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     predictor = Predictor(model, args, find_boxes, refiner)
     predictor.out.mkdir(parents=True, exist_ok=True)
@@ -822,14 +862,14 @@ def run(args: argparse.Namespace) -> int:
         if predictor.pending:
             predictor.flush()
     except PredictError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     index = predictor.index({"load_s": load_s, "total_s": time.perf_counter() - start})
     from hmrkit.io import atomic_write_text
 
     atomic_write_text(predictor.out / "index.json", json.dumps(index, indent=2))
     summary = index["summary"]
-    print(f"{PROG}: {summary['ok']} of {summary['images']} images, {summary['persons']} "
+    print(f"{prog}: {summary['ok']} of {summary['images']} images, {summary['persons']} "
           f"persons; wrote {predictor.out / 'index.json'}")
     return 0 if summary["ok"] else 1
 
@@ -856,6 +896,19 @@ def main(argv: list[str] | None = None) -> int:
     """``hmrkit predict`` as a standalone command (used by the tests)."""
     parser = OneLineParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
     add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+FIT_DESCRIPTION = ("Fit the body model to the people in images: BlazePose finds them and their "
+                   "33 landmarks, a method (or the mean pose, from scratch) gives the start, "
+                   "the keypoint refiner fits (outputs as hmrkit predict's, with fit_status "
+                   "and the fit's final per-term losses).")
+
+
+def fit_main(argv: list[str] | None = None) -> int:
+    """``hmrkit fit`` as a standalone command (used by the tests)."""
+    parser = OneLineParser(prog="hmrkit fit", description=FIT_DESCRIPTION, epilog=EPILOG)
+    add_arguments(parser, fit=True)
     return run(parser.parse_args(argv))
 
 

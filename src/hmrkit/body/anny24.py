@@ -177,7 +177,32 @@ def load_anny24(mesh: str = "decimated", num_betas: int = NUM_BETAS) -> BodyMode
     if mesh not in MESHES:
         raise ValueError(f"unknown Anny-24 mesh '{mesh}'; choose from {MESHES}")
     data = BodyModelData.load(data_file(f"anny24_{mesh}.npz"))
+    data.keypoint_regressors.update(extra_keypoint_regressors(mesh))
     return truncate_betas(data, num_betas)
+
+
+EXTRA_KEYPOINT_FILES = {"blazepose33": "anny24_blazepose33.npz"}
+"""Keypoint regressors shipped in their own files (made after the body model, by their own
+scripts), added to both meshes by :func:`load_anny24`: the 33 BlazePose landmarks
+(``scripts/make_blazepose_regressor.py``, ``docs/blazepose.md``)."""
+
+
+@functools.lru_cache(maxsize=2)
+def _extra_regressors(mesh: str) -> tuple[tuple[str, np.ndarray], ...]:
+    from hmrkit.io import load_npz_with_header
+
+    out = []
+    for name, file in EXTRA_KEYPOINT_FILES.items():
+        arrays, header = load_npz_with_header(data_file(file), "hmrkit keypoint regressor")
+        if header.get("keypoint_set") != name or mesh not in arrays:
+            raise ValueError(f"{data_file(file)}: not the '{name}' regressor of the {mesh} mesh")
+        out.append((name, np.asarray(arrays[mesh], np.float64)))
+    return tuple(out)
+
+
+def extra_keypoint_regressors(mesh: str) -> dict[str, np.ndarray]:
+    """The regressors of :data:`EXTRA_KEYPOINT_FILES` for ``mesh`` (``(K, 24 + V)`` each)."""
+    return {name: reg.copy() for name, reg in _extra_regressors(mesh)}
 
 
 def truncate_betas(data: BodyModelData, num_betas: int) -> BodyModelData:

@@ -7,7 +7,10 @@ orders their keypoints and builds such maps.
 - ``smpl24``: the 24 joints of SMPL's kinematic tree (also Anny-24's own joints);
 - ``coco17``: the COCO keypoints;
 - ``lsp14``: the 14 evaluation joints in the LSP order of the literature (SPIN's
-  ``H36M_TO_J14`` order: ankles, knees, hips, wrists, elbows, shoulders, neck, head top).
+  ``H36M_TO_J14`` order: ankles, knees, hips, wrists, elbows, shoulders, neck, head top);
+- ``blazepose33``: the 33 landmarks of MediaPipe's BlazePose (hmrkit's real-image front end,
+  :mod:`hmrkit.blazepose`), regressed from the mesh (Anny-24: ``anny24_blazepose33.npz``, fitted
+  to BlazePose's own detections, see ``docs/blazepose.md``).
 """
 
 from __future__ import annotations
@@ -43,6 +46,24 @@ LSP14_EDGES = (
     (0, 1), (1, 2), (3, 4), (4, 5), (2, 3), (6, 7), (7, 8), (9, 10), (10, 11), (8, 12),
     (9, 12), (12, 13), (2, 8), (3, 9),
 )
+BLAZEPOSE33_NAMES = (
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
+    "right_eye_outer", "left_ear", "right_ear", "left_mouth", "right_mouth", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
+    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip",
+    "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel",
+    "right_heel", "left_foot_index", "right_foot_index",
+)
+"""MediaPipe's order (``mouth_left`` is called ``left_mouth`` here so that mirroring is by
+name). Left and right are the person's own."""
+BLAZEPOSE33_EDGES = (
+    (0, 1), (1, 2), (2, 3), (3, 7), (0, 4), (4, 5), (5, 6), (6, 8), (9, 10), (11, 12),
+    (11, 13), (13, 15), (15, 17), (15, 19), (15, 21), (17, 19), (12, 14), (14, 16), (16, 18),
+    (16, 20), (16, 22), (18, 20), (11, 23), (12, 24), (23, 24), (23, 25), (24, 26), (25, 27),
+    (26, 28), (27, 29), (28, 30), (29, 31), (30, 32), (27, 31), (28, 32),
+)
+"""MediaPipe's ``POSE_CONNECTIONS``."""
+
 LSP14_FROM_SMPL24 = {
     "right_ankle": 8, "right_knee": 5, "right_hip": 2, "left_hip": 1, "left_knee": 4,
     "left_ankle": 7, "right_wrist": 21, "right_elbow": 19, "right_shoulder": 17,
@@ -87,6 +108,7 @@ KEYPOINT_SETS: dict[str, KeypointSet] = {
     ),
     "coco17": KeypointSet("coco17", COCO17_NAMES, COCO17_EDGES),
     "lsp14": KeypointSet("lsp14", LSP14_NAMES, LSP14_EDGES),
+    "blazepose33": KeypointSet("blazepose33", BLAZEPOSE33_NAMES, BLAZEPOSE33_EDGES),
 }
 
 

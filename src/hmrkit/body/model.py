@@ -16,6 +16,7 @@ data-dependent Python control flow (``torch.compile`` friendly).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,6 +184,25 @@ def shape(
     return v, j
 
 
+@functools.lru_cache(maxsize=16)
+def _levels(parents: tuple[int, ...]) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]:
+    """The joints of a tree by depth (root excluded): ``((joints, their parents), ...)``."""
+    depth = [0] * len(parents)
+    for k in range(1, len(parents)):
+        depth[k] = depth[parents[k]] + 1
+    return tuple(
+        (tuple(k for k in range(1, len(parents)) if depth[k] == d),
+         tuple(parents[k] for k in range(1, len(parents)) if depth[k] == d))
+        for d in range(1, max(depth) + 1)
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _level_index(parents: tuple[int, ...], device: torch.device) -> tuple[tuple[Tensor, ...], ...]:
+    return tuple((torch.tensor(j, device=device), torch.tensor(p, device=device))
+                 for j, p in _levels(parents))
+
+
 def forward_kinematics(
     rotations: Tensor, rest_joints: Tensor, parents: tuple[int, ...]
 ) -> tuple[Tensor, Tensor]:
@@ -190,17 +210,19 @@ def forward_kinematics(
 
     ``rotations`` (B, J, 3, 3) are local joint rotations (joint 0: root orientation).  The
     skinning transform of joint k maps a rest point ``x`` to ``G_k (x - j_k)``, i.e.
-    ``R_k^world x + (p_k - R_k^world j_k)`` where ``p_k`` is the posed joint.
+    ``R_k^world x + (p_k - R_k^world j_k)`` where ``p_k`` is the posed joint.  The chain
+    ``T_k = T_parent(k) [R_k | j_k - j_parent(k)]`` is walked one tree depth at a time (all
+    joints of a depth in one batched product of 4x4 transforms: SMPL's 23 joints in 8 steps),
+    which keeps fitting loops short.
     """
-    rot_world = [rotations[:, 0]]
-    pos_world = [rest_joints[:, 0]]
-    for k in range(1, len(parents)):
-        p = parents[k]
-        offset = rest_joints[:, k] - rest_joints[:, p]
-        rot_world.append(rot_world[p] @ rotations[:, k])
-        pos_world.append(pos_world[p] + (rot_world[p] @ offset[..., None])[..., 0])
-    R = torch.stack(rot_world, dim=1)
-    posed = torch.stack(pos_world, dim=1)
+    par = [0, *parents[1:]]
+    offsets = torch.cat([rest_joints[:, :1], rest_joints[:, 1:] - rest_joints[:, par[1:]]], 1)
+    bottom = rotations.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(*rotations.shape[:2], 1, 4)
+    local = torch.cat([torch.cat([rotations, offsets[..., None]], -1), bottom], -2)
+    world = local
+    for j, p in _level_index(tuple(parents), rotations.device):
+        world = world.index_copy(1, j, world[:, p] @ local[:, j])
+    R, posed = world[..., :3, :3], world[..., :3, 3]
     t = posed - (R @ rest_joints[..., None])[..., 0]
     return posed, torch.cat([R, t[..., None]], dim=-1)
 

@@ -4,7 +4,8 @@
 errors need joints, vertex errors need vertices on the same mesh as the labels, the root
 translation error needs a translation, world-frame errors need a world orientation (the
 estimate's own ``world_global_orient``, or its predicted camera's rotation to the world) and a
-labelled world frame (``has_world``). A method adds its own metrics
+labelled world frame (``has_world``); per-person metrics the estimate carries in its extras
+(:data:`EXTRA_METRIC_PREFIX`). A method adds its own metrics
 (:meth:`hmrkit.models.methods.base.Method.extra_metrics`). Everything in millimetres,
 per person ``(B,)``; NaN where a person has no label for it.
 """
@@ -29,6 +30,10 @@ PROTOCOLS: dict[str, tuple[str, int | tuple[int, ...]]] = {
 """Evaluation joint sets: name -> (keypoint set of the body model, root joint(s) for MPJPE).
 ``lsp14`` is the literature's 14-joint protocol (3DPW / H36M, SPIN's evaluation code) aligned
 at the mid-hip; ``smpl24`` is the body model's 24 joints aligned at the pelvis."""
+
+EXTRA_METRIC_PREFIX = "metric/"
+"""``BodyEstimate.extras`` keys with this prefix are per-person ``(B,)`` metrics that
+:func:`score` passes on under the rest of the name (the dense refiner's ``metric/epe``)."""
 
 METRIC_ORDER: tuple[str, ...] = (
     "mpjpe", "pa_mpjpe", "n_mpjpe", "pve", "pa_pve", "root_transl", "w_mpjpe", "w_pve",
@@ -98,4 +103,7 @@ def score(est: BodyEstimate, batch, labels: LabelBodies, protocol: str = "lsp14"
         missing = (has.to(verts.device) <= 0)
         out["w_mpjpe"] = w_mpjpe(joints, g_joints).masked_fill(missing, float("nan"))
         out["w_pve"] = w_pve(verts, g_verts).masked_fill(missing, float("nan"))
+    for key, value in est.extras.items():  # per-person metrics a method or refiner computed
+        if key.startswith(EXTRA_METRIC_PREFIX):
+            out[key[len(EXTRA_METRIC_PREFIX):]] = value
     return out

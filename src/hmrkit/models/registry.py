@@ -11,16 +11,18 @@ imports, :func:`import_methods`), ``hmrkit evaluate --method``, ``hmrkit predict
   method in ONE new file is found without editing anything here.
 
 Refiners (:mod:`hmrkit.models.refiners`) are found the same way (:data:`REFINERS`, entry-point
-group ``hmrkit.refiners``, class paths).
+group ``hmrkit.refiners``, class paths) and built with options (:func:`make_refiner`; the
+commands' ``--refiner-arg key=value``).
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 from importlib.metadata import entry_points
 
-__all__ = ["METHODS", "REFINERS", "RegistryError", "import_methods", "method_class",
-           "refiner_class", "resolve"]
+__all__ = ["METHODS", "REFINERS", "RegistryError", "import_methods", "make_refiner",
+           "method_class", "parse_options", "refiner_class", "resolve"]
 
 METHODS: dict[str, str] = {
     "hmr": "hmrkit.models.methods.hmr.HMR",
@@ -33,6 +35,10 @@ METHODS: dict[str, str] = {
 
 REFINERS: dict[str, str] = {
     "identity": "hmrkit.models.refiners.IdentityRefiner",
+    "keypoints": "hmrkit.models.fit_refiners.KeypointRefiner",
+    "keypoints-labels": "hmrkit.models.fit_refiners.LabelKeypointRefiner",
+    "dense": "hmrkit.models.dense_refiner.DenseRefiner",
+    "dense-labels": "hmrkit.models.dense_refiner.LabelDenseRefiner",
 }
 """Built-in refiner names -> class paths."""
 
@@ -83,6 +89,33 @@ def refiner_class(name: str) -> type:
     from hmrkit.models.refiners import Refiner
 
     return resolve(name, REFINERS, "hmrkit.refiners", Refiner, "refiner")
+
+
+def parse_options(items: list[str] | None, what: str = "--refiner-arg") -> dict:
+    """``["key=value", ...]`` -> keyword arguments; values are read as JSON when they parse
+    (numbers, true/false, null, lists), else kept as text."""
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise RegistryError(f"{what} must look like name=value, got '{item}'")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def make_refiner(name: str, options: list[str] | None = None):
+    """A refiner by ``name`` built with ``options`` (``key=value`` texts, see
+    :func:`parse_options`); a bad name or option is a one-line :class:`RegistryError` (or the
+    refiner's own :class:`~hmrkit.models.refiners.RefinerError`)."""
+    cls = refiner_class(name)
+    kwargs = parse_options(options)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise RegistryError(f"refiner '{name}' does not take {sorted(kwargs)} ({err})") from None
 
 
 def import_methods() -> list[type]:
