@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["DEFAULT_MODEL", "WEIGHTS_DIR"]
+__all__ = ["CLIFF_R18_MODEL", "DEFAULT_MODEL", "WEIGHTS_DIR"]
 
 WEIGHTS_DIR = Path(__file__).parent
 """The folder of the shipped files."""
-DEFAULT_MODEL = WEIGHTS_DIR / "cliff-r18-96-synth.pt"
-"""The default model (``hmrkit predict``, ``hmrkit demo``)."""
+DEFAULT_MODEL = WEIGHTS_DIR / "hmr-bp-full-synth.pt"
+"""The default model (``hmrkit predict``, ``hmrkit demo``): HMR with a lifting head on the
+frozen BlazePose GHUM full backbone (its weights come from set-up, not from this file);
+``configs/hmr-bp-full-cpu.yaml``."""
+CLIFF_R18_MODEL = WEIGHTS_DIR / "cliff-r18-96-synth.pt"
+"""The previous default: CLIFF on a ResNet-18 at 96 px, trained on CPU (docs/baselines.md)."""
