@@ -26,7 +26,7 @@ persons' full images) against a level camera and the test set's median FoV. Pers
 (batch 1, ``infer`` on the same real synth-v1 people, interleaved across models) of W-HMR's
 rows and of the shipped CLIFF model (same backbone and crop) are measured in one process at
 the end. Writes ``<out>/ablation.json`` and ``<out>/ablation.md``; a finished row is not run
-again (delete its folder to redo it).
+again (delete its folder to redo it); ``--tables-only`` tabulates the rows finished so far.
 """
 
 from __future__ import annotations
@@ -352,6 +352,8 @@ def main() -> None:
     parser.add_argument("--rows", nargs="*", default=list(ROWS), help="subset of the rows")
     parser.add_argument("--fps-people", type=int, default=20)
     parser.add_argument("--fps-rounds", type=int, default=3)
+    parser.add_argument("--tables-only", action="store_true",
+                        help="tabulate the rows already finished; train and time nothing")
     args = parser.parse_args()
     unknown = [r for r in args.rows if r not in ROWS]
     if unknown:
@@ -362,12 +364,19 @@ def main() -> None:
             raise SystemExit(f"{data / split} is missing (see docs/whmr.md for the data)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {name: train_and_evaluate(name, args) for name in rows_with_dependencies(args.rows)}
+    if args.tables_only:
+        results = {n: json.loads((out / slug(n) / "result.json").read_text()) for n in ROWS
+                   if (out / slug(n) / "result.json").is_file()}
+        args.fps_people = 0
+    else:
+        results = {n: train_and_evaluate(n, args) for n in rows_with_dependencies(args.rows)}
     speed = {f"CLIFF (shipped, {SHIPPED.name})": str(SHIPPED)}
     speed |= {f"W-HMR {n}": results[n]["checkpoint"] for n in ("base", "V+F+G", "stage III")
               if n in results}
     fps = persons_per_second(speed, data / TESTS[0], args.fps_people, args.fps_rounds) \
         if args.fps_people > 0 else {}
+    if args.tables_only and (out / "ablation.json").is_file():  # keep the timings measured
+        fps = json.loads((out / "ablation.json").read_text()).get("persons_per_second", {})
     settings = (f"{args.steps} steps at batch {args.batch_size} per row, seed {args.seed}, "
                 f"backbone from {args.backbone_checkpoint or 'random'}, {args.limit} persons "
                 f"per test set")
