@@ -26,7 +26,8 @@ persons' full images) against a level camera and the test set's median FoV. Pers
 (batch 1, ``infer`` on the same real synth-v1 people, interleaved across models) of W-HMR's
 rows and of the shipped CLIFF model (same backbone and crop) are measured in one process at
 the end. Writes ``<out>/ablation.json`` and ``<out>/ablation.md``; a finished row is not run
-again (delete its folder to redo it); ``--tables-only`` tabulates the rows finished so far.
+again (delete its folder to redo it); the tables hold every row finished in ``--out``, also by
+earlier runs (``--rows`` picks what to train now); ``--tables-only`` trains and times nothing.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def train_argv(name: str, args: argparse.Namespace) -> list[str]:
             "--data.train", str(data / "train"), "--data.val", str(data / "val"),
             "--seed_everything", str(args.seed),
             "--trainer.logger.init_args.save_dir", str(out / slug(name) / "runs"),
-            "--trainer.logger.init_args.name", "row"]
+            "--trainer.logger.init_args.name", "row",
+            "--trainer.logger.init_args.version", "0"]  # a killed row restarts in place
     backbone = ("--model.init_args.net.init_args.backbone.init_args.checkpoint"
                 if row.kind == "camrot" else MODEL + "backbone.init_args.checkpoint")
     if row.init_from is None:
@@ -365,11 +367,13 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.tables_only:
-        results = {n: json.loads((out / slug(n) / "result.json").read_text()) for n in ROWS
-                   if (out / slug(n) / "result.json").is_file()}
         args.fps_people = 0
     else:
-        results = {n: train_and_evaluate(n, args) for n in rows_with_dependencies(args.rows)}
+        for name in rows_with_dependencies(args.rows):
+            train_and_evaluate(name, args)
+    # every row finished in this folder, also by earlier runs
+    results = {n: json.loads((out / slug(n) / "result.json").read_text()) for n in ROWS
+               if (out / slug(n) / "result.json").is_file()}
     speed = {f"CLIFF (shipped, {SHIPPED.name})": str(SHIPPED)}
     speed |= {f"W-HMR {n}": results[n]["checkpoint"] for n in ("base", "V+F+G", "stage III")
               if n in results}
