@@ -11,7 +11,7 @@ letterboxed full image, Sample key ``full_image``, and a 2-layer head regressing
     hmrkit train --config configs/camrot-r18-96-cpu.yaml
 
 W-HMR reads a trained net as its ``camera_rotation`` part (``checkpoint``: the estimator's run).
-Its accuracy is measured by ``benchmarks/whmr_camera.py``.
+Its accuracy is measured by ``benchmarks/ablation_whmr.py`` (row "camera rotation"; docs/whmr.md).
 """
 
 from __future__ import annotations
