@@ -246,6 +246,11 @@ def run(args) -> int:
     detector = predict.DetectedPeople(
         predict.load_detector(args.detector_model, "cpu", args.min_score),
         predict.reads_rotated_boxes(model))
+    refiner = None
+    if args.refine:
+        from hmrkit.models.registry import make_refiner
+
+        refiner = make_refiner(args.refine, args.refiner_arg)
     rows, tiles, labels_text, missing = [], [], [], []
     start = time.perf_counter()
     for name, labels in annotations.items():
@@ -257,7 +262,7 @@ def run(args) -> int:
         source = predict.Source(folder / name, "image", Path(name).stem, (name,))
         boxes, _ = detector(predict.Frame(source, source.stem, source.keys, image=image))
         people = [(image, box, None) for box in boxes]
-        results = predict.estimate(model, people, "cpu", 16) if people else []
+        results = predict.estimate(model, people, "cpu", 16, refiner) if people else []
         floor_results = predict.estimate(floor, people, "cpu", 16) if people else []
         points = {
             "mesh": coco17_2d(model, results),
@@ -284,7 +289,8 @@ def run(args) -> int:
                              f"{', '.join(missing) or 'none listed'}")
     summary = summarize(rows)
     result = {
-        "checkpoint": str(checkpoint), "detector": f"blazepose-{args.detector_model}",
+        "checkpoint": str(checkpoint), "refiner": args.refine,
+        "detector": f"blazepose-{args.detector_model}",
         "min_score": args.min_score, "rotated_boxes": predict.reads_rotated_boxes(model),
         "annotations": str(args.annotations), "images": str(folder),
         "photos": len({r["image"] for r in rows}), "people": len(rows),
@@ -348,6 +354,10 @@ def main(argv=None) -> int:
     r.add_argument("--annotations", required=True, help="COCO-style keypoint JSON")
     r.add_argument("--out", required=True, help="folder for results.json, table.md, sheet")
     r.add_argument("--checkpoint", help="method (default: the shipped default model)")
+    r.add_argument("--refine", help="a refiner after the model (e.g. keypoints: fit to "
+                   "BlazePose's landmarks), as hmrkit predict --refine")
+    r.add_argument("--refiner-arg", action="append", metavar="NAME=VALUE",
+                   help="an option of the refiner (repeatable)")
     r.add_argument("--detector-model", default="full", choices=("lite", "full", "heavy"))
     r.add_argument("--min-score", type=float, default=0.5, help="detector score threshold")
     r.add_argument("--match", type=float, default=0.25,
