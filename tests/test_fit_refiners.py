@@ -176,10 +176,28 @@ def test_dense_refiner_inside_predict(photo, tmp_path):
     assert person["fit_status"] == 0 and np.isfinite(person["fit_dense"])
     plain = tmp_path / "plain"
     assert predict_main([str(photo), "--checkpoint", WEIGHTS, "--out", str(plain),
-                         "--formats", "", "--no-side-view"]) == 0
+                         "--formats", "", "--no-side-view", "--refiner", "none"]) == 0
     before = json.loads((plain / "astronaut_p0.json").read_text())
     assert "fit_status" not in before
     assert not np.allclose(before["body_pose"], person["body_pose"])
+
+
+def test_predict_fits_detected_persons_to_their_landmarks_by_default(photo, tmp_path):
+    """With the BlazePose detector (the default) predict runs the keypoint refiner; with
+    ``--detector none`` there are no landmarks and no refiner."""
+    from hmrkit.predict import main as predict_main
+
+    for name, extra, refiner in (("default", [], "keypoints"),
+                                 ("whole", ["--detector", "none"], None)):
+        out = tmp_path / name
+        assert predict_main([str(photo), "--checkpoint", WEIGHTS, "--out", str(out),
+                             "--formats", "", "--no-side-view", *extra]) == 0
+        assert json.loads((out / "index.json").read_text())["refiner"] == refiner
+        person = json.loads((out / "astronaut_p0.json").read_text())
+        assert ("fit_status" in person) == (refiner is not None)
+        if refiner:
+            assert person["fit_status"] == 0
+            assert person["fit_keypoints"] < person["fit_initial_keypoints"]
 
 
 def test_fit_command_on_an_image_without_a_person_says_so(tmp_path, capsys):

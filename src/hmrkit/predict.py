@@ -1,12 +1,13 @@
 """``hmrkit predict``: body meshes from images, folders or videos; and ``hmrkit fit``: the
-same run with the keypoint fit to the detector's 33 landmarks after the method (or from
-scratch: the mean pose in each box) by default.
+same run, starting from a method or from scratch (the mean pose in each box), always with the
+keypoint fit to the detector's 33 landmarks.
 
 ``hmrkit predict photo.jpg --out out/`` runs the default model
 (:data:`hmrkit.models.weights.DEFAULT_MODEL`) on every person that hmrkit's BlazePose detector
 finds (:mod:`hmrkit.blazepose`: all anchors, non-maximum suppression, MediaPipe's rotated-square
-crop, 33 landmarks per person). For every input image (or kept video frame) and every person in
-it, it writes into ``--out``:
+crop, 33 landmarks per person), then fits each body to those landmarks (the ``keypoints``
+refiner, :mod:`hmrkit.fit`; ``--refiner none`` turns it off). For every input image (or kept
+video frame) and every person in it, it writes into ``--out``:
 
 - ``<stem>_p<k>.obj/.ply/.glb``: the mesh (``--formats``) in the y-up view frame of the photo's
   camera, glTF's convention, so that viewers show people upright: x right, y up, z towards
@@ -99,6 +100,9 @@ longer side (:func:`hmrkit.render.draw.fit_picture`); meshes and parameters keep
 full-resolution camera."""
 MIN_BOX_SIDE = 16.0
 """Detected persons whose box is smaller (pixels) are dropped: no model reads them well."""
+DEFAULT_DETECTOR_REFINER = "keypoints"
+"""The refiner ``hmrkit predict`` runs after the model when BlazePose found the persons: the
+fit to their 33 landmarks (:mod:`hmrkit.fit`; docs/real_photos.md measures what it buys)."""
 WHOLE_IMAGE_NOTE = ("no detector (--detector none): each image is taken as one person, the "
                     "square box centred on the image with side max(W, H)")
 PROG = "hmrkit predict"
@@ -212,8 +216,9 @@ def add_arguments(parser: argparse.ArgumentParser, fit: bool = False) -> None:
                         help="focal length in pixels (default sqrt(W^2 + H^2))")
     parser.add_argument("--refiner", "--refine", default="keypoints" if fit else None,
                         help="a refinement stage after the method, by name or class path "
-                        "(identity, keypoints, dense, ...)"
-                        + (" (default: keypoints)" if fit else ""))
+                        "(identity, keypoints, dense, ...; none: no refinement). Default: "
+                        "keypoints (the fit to the detector's 33 landmarks) for persons the "
+                        "BlazePose detector finds, none with --boxes or --detector none")
     parser.add_argument("--refiner-arg", action="append", metavar="NAME=VALUE",
                         help="an option of the refiner (repeatable), e.g. min_confidence=0.3")
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda[:i]")
@@ -845,6 +850,10 @@ def run(args: argparse.Namespace) -> int:
     prog = _prog(args)
     if args.detector == "mediapipe":
         args.detector = "blazepose"
+    if args.refiner is None and not args.boxes and args.detector == "blazepose":
+        args.refiner = DEFAULT_DETECTOR_REFINER
+    if args.refiner == "none":
+        args.refiner = None
     if args.detector == "none" and not args.boxes:
         _report(WHOLE_IMAGE_NOTE, prog)
     try:
