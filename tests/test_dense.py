@@ -271,3 +271,23 @@ def test_paper_sized_network_shapes():
                                rtol=1e-5)
     assert float(stacked_loss(preds, target, mask)) == pytest.approx(4 * np.mean(naive),
                                                                      rel=1e-5)
+
+
+def test_crop_texture_reads_the_colours_of_the_crop_back(body, scene):
+    """A person without a texture gets its crop's colours back-projected onto its visible
+    vertices (the dense refiner's texture on photos): a crop that shows the body painted with
+    known smooth colours gives those colours back."""
+    from hmrkit.models.dense_refiner import crop_texture
+    from hmrkit.render.maps import vertex_visibility_depth
+
+    faces, verts, view = scene["faces"], scene["verts"], scene["view"]
+    smooth = unique_vertex_colors(body.v_template.numpy())
+    crop = torch.from_numpy(scene["maps"]["vertex_colors"])  # (3, RES, RES) render of `smooth`
+    got = crop_texture(crop, view, verts, faces).vertex_colors
+    visible = vertex_visibility_depth(scene["gbuf"], view.to_view(verts), faces, 0.02)
+    assert visible.sum() > 200
+    err = np.abs(got[visible] - smooth[visible]).max(1)
+    shuffled = np.random.default_rng(0).permutation(smooth[visible])
+    control = np.abs(got[visible] - shuffled).max(1)
+    assert np.median(err) < 0.03 and err.mean() < 0.5 * control.mean(), (
+        np.median(err), err.mean(), control.mean())

@@ -157,13 +157,15 @@ def test_fit_command_from_scratch_on_a_photo(photo, tmp_path):
     assert person["fit_keypoints"] < 0.05 * person["fit_initial_keypoints"], person
 
 
-def test_dense_refiner_inside_predict(photo, tmp_path):
-    """``hmrkit predict --refine dense`` with a network file runs after the shipped CLIFF."""
+@pytest.mark.parametrize("inputs", ["no_texture", "full"])
+def test_dense_refiner_inside_predict(photo, tmp_path, inputs):
+    """``hmrkit predict --refine dense`` with a network file runs after the shipped CLIFF; a
+    network that reads the textured render gets each person's back-projected crop colours."""
     from hmrkit.models.displacement import INPUTS, DisplacementNet, NetConfig, save_displacement_net
     from hmrkit.predict import main as predict_main
 
     torch.manual_seed(0)
-    net = DisplacementNet(NetConfig(renders=INPUTS["no_texture"], width=4, blocks=1,
+    net = DisplacementNet(NetConfig(renders=INPUTS[inputs], width=4, blocks=1,
                                     channels=8, stacks=2, depth=2, resolution=32))
     torch.nn.init.normal_(net.heads[-1].weight, std=0.5)  # some displacement to fit to
     save_displacement_net(net, tmp_path / "net.pt")

@@ -9,13 +9,15 @@ vertices, add them to the vertices' projections, map those targets to full-image
 ``dense-labels`` uses the true displacement field instead (from the batch's labels): the
 paper's "Ours GT" upper bound.
 
-Textures: a network that reads the RGB render needs the person's texture; give one per person
-in :attr:`DenseRefiner.textures` (a list of :class:`hmrkit.fit.texture.Texture`, set before
-each call: benchmarks give the synthetic truth; on photos, a texture back-projected from the
-images, :func:`hmrkit.fit.texture.back_project`, which the commands do not wire yet). The
-default network (:data:`DEFAULT_NETWORK`) is meant to read no texture, as the paper's
-"w/o texture" model. When the batch holds labels (``has_smpl``) the refiner reports the
-end-point error of the network's field per person (metric ``epe``, crop pixels).
+Textures: a network that reads the RGB render needs the person's texture. Benchmarks give
+one per person in :attr:`DenseRefiner.textures` (a list of
+:class:`hmrkit.fit.texture.Texture`, set before each call: the synthetic truth, perturbed or
+not); otherwise (photos, ``predict``, ``fit``) each person gets the paper's rough texture,
+the colours of its own crop back-projected onto the estimate's visible vertices
+(:func:`crop_texture`, one frame). The default network (:data:`DEFAULT_NETWORK`) is meant to
+read no texture, as the paper's "w/o texture" model. When the batch holds labels
+(``has_smpl``) the refiner reports the end-point error of the network's field per person
+(metric ``epe``, crop pixels).
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ from torch import Tensor
 from hmrkit.body.estimate import BodyEstimate
 from hmrkit.body.model import BodyModel
 from hmrkit.fit import FitConfig, Targets
-from hmrkit.fit.dense import crop_view, pixel_displacements, project, render_inputs, vertex_targets
+from hmrkit.fit.dense import (
+    CropView,
+    crop_view,
+    pixel_displacements,
+    project,
+    render_inputs,
+    vertex_targets,
+)
+from hmrkit.fit.texture import Texture, back_project
 from hmrkit.geometry.cameras import Camera
 from hmrkit.geometry.crops import invert_affine, transform_points
 from hmrkit.render.maps import unique_vertex_colors
@@ -39,7 +49,7 @@ from .displacement_data import network_crops, render_channels
 from .fit_refiners import FitRefiner
 from .refiners import RefinerError
 
-__all__ = ["DEFAULT_NETWORK", "DenseRefiner", "LabelDenseRefiner"]
+__all__ = ["DEFAULT_NETWORK", "DenseRefiner", "LabelDenseRefiner", "crop_texture"]
 
 DEFAULT_NETWORK = Path(__file__).resolve().parent / "weights" / "displacement-notex-64.pt"
 """Where the default displacement network (texture-free, 64 px crops) is looked for. None
@@ -47,6 +57,16 @@ is shipped yet (docs/fit.md says why): give ``network=FILE`` (``--refiner-arg``)
 
 DENSE_CONFIG = FitConfig(iterations=100, camera_iterations=0)
 """The dense refiner's fit: the paper's 100 iterations."""
+
+
+def crop_texture(crop: Tensor, view: CropView, vertices: np.ndarray, faces: np.ndarray
+                 ) -> Texture:
+    """The rough texture of a person without one (paper section 4): the colours of its crop
+    ``(3, R, R)`` in [0, 1] back-projected onto the visible vertices of the estimate
+    (``vertices (V, 3)``, camera frame) seen through the crop's ``view``
+    (:func:`hmrkit.fit.texture.back_project` with one frame)."""
+    rgb = np.round(crop.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255)
+    return back_project([(rgb.astype(np.uint8), view.to_view(vertices), view.K)], faces)
 
 
 class DenseRefiner(FitRefiner):
@@ -82,7 +102,8 @@ class DenseRefiner(FitRefiner):
                 raise RefinerError(f"dense refiner: {err}") from None
             self.resolution = self.net.config.resolution
         self.textures = None
-        """Per-person textures for the next call (a network that reads RGB needs them)."""
+        """Per-person textures for the next call (else, for a network that reads RGB, each
+        person's :func:`crop_texture`)."""
         self.last_epe: Tensor | None = None
 
     def input_keys(self) -> tuple[str, ...]:
@@ -133,21 +154,21 @@ class DenseRefiner(FitRefiner):
         labelled = "has_smpl" in batch and all(
             k in batch for k in ("global_orient", "body_pose", "betas", "transl"))
         renders, gbufs, true_fields = [], [], []
+        reads_rgb = self.net is not None and "rgb" in self.net.config.renders
         for b in range(B):
             texture = self.textures[b] if self.textures is not None else None
-            rgb = None if texture is None else texture.renderer(body)
             if views[b] is None or not np.isfinite(verts[b]).all():
                 maps, gbuf = None, None  # the fitter says why (degenerate box, NaN estimate)
             else:
+                if texture is None and reads_rgb:
+                    texture = crop_texture(images[b], views[b], verts[b], faces)
+                rgb = None if texture is None else texture.renderer(body)
                 maps, gbuf = render_inputs(views[b], verts[b], faces, colors, rgb)
             gbufs.append(gbuf)
             if self.net is not None:
                 if maps is None:
                     renders.append(np.zeros((self.net.config.render_channels, R, R), np.float32))
                 else:
-                    if "rgb" in self.net.config.renders and texture is None:
-                        raise RefinerError("dense refiner: this network reads a textured "
-                                           "render; set DenseRefiner.textures")
                     renders.append(render_channels(maps, self.net.config.renders))
             has = labelled and float(batch["has_smpl"][b]) > 0 and gbuf is not None \
                 and bool(gbuf.mask.any())
