@@ -247,6 +247,30 @@ def test_tiny_network_learns_on_synthetic_samples(tiny_split, tmp_path):
     assert epe.mean() < 0.7 * zero.mean(), (epe.mean(), zero.mean())
 
 
+@pytest.mark.filterwarnings("ignore")
+def test_test_sets_differ_only_in_their_texture(tiny_split):
+    """One seed, one texture kind forced per set (Table 3's test sets): the same persons get the
+    same initial estimates and targets whatever the texture (noise draws from its own stream);
+    only the RGB render differs, and ``none`` renders no RGB."""
+    from hmrkit.models.displacement_data import SampleConfig, make_samples
+
+    cfg = SampleConfig(resolution=32, crop_size=48, seed=3)
+    sets = {t: make_samples(tiny_split, None, cfg, limit=4, texture=t, texture_level=lvl,
+                            progress=False)
+            for t, lvl in (("true", None), ("noise", 0.2), ("brightness", 0.5), ("none", None))}
+    sets["mix"] = make_samples(tiny_split, None, cfg, limit=4, progress=False)
+    ref = sets["true"]
+    for name, s in sets.items():
+        for k in ("rotmat", "betas", "transl", "displacement", "mask", "depth", "index"):
+            np.testing.assert_array_equal(s[k], ref[k], err_msg=f"{name}: {k}")
+    kinds = list(ref["texture_kinds"])
+    for name in ("true", "noise", "brightness", "none"):
+        assert (sets[name]["texture"] == kinds.index(name)).all()
+    assert (sets["noise"]["rgb"] != ref["rgb"]).mean() > 0.05
+    assert sets["brightness"]["rgb"].astype(int).sum() < 0.6 * ref["rgb"].astype(int).sum()
+    assert sets["none"]["rgb"].max() == 0 < ref["rgb"].max()
+
+
 def test_paper_sized_network_shapes():
     """The paper's network: two ResNet-50 stem + layer1 branches at stride 1 without max-pool
     (their features keep the input resolution, 256 channels), 4 hourglass stacks, a 2-channel

@@ -130,7 +130,7 @@ def model_estimates(method, data, split: str | None, batch_size: int = 32,
 
     keys = (*method.input_keys(), "meta/index")
     ds = SyntheticDataset(data, split, crop_size=method.crop_size, rois=method.num_rois,
-                          keys=keys)
+                          keys=keys, crop_style=getattr(method, "crop_style", "box"))
     n = len(ds) if limit is None else min(limit, len(ds))
     out: dict[str, list] = {"rotmat": [], "betas": [], "transl": [], "index": []}
     method = method.eval()
@@ -161,7 +161,9 @@ def make_samples(data, split: str | None, cfg: SampleConfig, limit: int | None =
     ``estimates`` (from :func:`model_estimates`, same split and order) enables the ``model``
     and ``model_shape`` initial estimates; without them every sample is ``perturbed``.
     ``texture``: force one texture kind for every sample (``true``, ``noise``, ``brightness``,
-    ``wrong``, ``none``; with ``texture_level``) instead of the mix (for test sets).
+    ``wrong``, ``none``; with ``texture_level``) instead of the mix (for test sets). Textures
+    draw from their own random stream, so one seed gives the same persons the same initial
+    estimates (and targets) whatever their textures: test sets differing only in texture.
 
     Returns arrays: ``image (N, 3, S, S)`` uint8, ``rgb`` uint8, ``depth`` / ``normals`` /
     ``vertex_colors`` float16, ``mask`` bool, ``displacement (N, 2, S, S)`` float16 (crop
@@ -178,6 +180,7 @@ def make_samples(data, split: str | None, cfg: SampleConfig, limit: int | None =
     ds = SyntheticDataset(data, split, crop_size=cfg.crop_size, keys=keys)
     n = len(ds) if limit is None else min(limit, len(ds))
     rng = np.random.default_rng(cfg.seed)
+    tex_rng = np.random.default_rng([cfg.seed, 1])  # textures: the estimates never depend on them
     body = load_body_model("anny24", dtype=torch.float64)
     faces = body.faces.numpy()
     colors = unique_vertex_colors(body.v_template.numpy())
@@ -219,16 +222,16 @@ def make_samples(data, split: str | None, cfg: SampleConfig, limit: int | None =
                                      if k.startswith("camera/")})
         crop, affine = network_crops(s["image"], s["crop_affine"], cfg.resolution)
         view = crop_view(camera, affine, cfg.resolution)[0]
-        tkind = texture or tex_kinds[rng.choice(len(tex_kinds), p=p_tex)]
+        tkind = texture or tex_kinds[tex_rng.choice(len(tex_kinds), p=p_tex)]
         tex = None
         if tkind != "none":
             tex = _texture_of(ds, index)
             if tkind == "noise":
-                level = texture_level if texture_level is not None else rng.uniform(
+                level = texture_level if texture_level is not None else tex_rng.uniform(
                     *cfg.noise_level)
-                tex = perturb(tex, "noise", level, rng)
+                tex = perturb(tex, "noise", level, tex_rng)
             elif tkind == "brightness":
-                level = texture_level if texture_level is not None else rng.uniform(
+                level = texture_level if texture_level is not None else tex_rng.uniform(
                     *cfg.brightness)
                 tex = perturb(tex, "brightness", level)
             elif tkind == "wrong":
