@@ -231,6 +231,55 @@ def test_backbone_taps_and_features(lite):
         lite(inputs=("trunk", "pixels"))
 
 
+def test_feature_map_is_the_pooled_encoder_input(lite):
+    """The spatial map (W-HMR's decoder input) is the encoder tap; its average pool is the
+    ``encoder`` input; frozen, no gradient reaches the network."""
+    bb = lite(inputs=("encoder",), encoder_pool=2)
+    x = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(2))
+    fmap = bb.feature_map(x)
+    assert fmap.shape == (2, bb.encoder_channels, 8, 8) and not fmap.requires_grad
+    torch.testing.assert_close(nn.functional.adaptive_avg_pool2d(fmap, 2).flatten(1),
+                               bb.raw(x)["encoder"])
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log")
+def test_whmr_trains_on_the_blazepose_backbone(lite, tiny_split, tmp_path):
+    """W-HMR's PyMAF-like head decodes the frozen BlazePose encoder map: one stage-I step
+    trains the head and the focal predictor, not the network; the committed config trains."""
+    from pathlib import Path
+
+    from hmrkit.cli import main as cli_main
+    from hmrkit.data.dataset import SyntheticDataset
+    from hmrkit.data.formats import SPARSE_KEYS
+    from hmrkit.models.methods.whmr import WHMR
+    from hmrkit.models.pymaf import PyMAFHead
+
+    model = WHMR(backbone=lite, head=partial(PyMAFHead, channels=16, hidden=32, grid=4,
+                                             vertex_regressor=None), crop_size=256)
+    assert model.crop_style == "box"  # W-HMR's equations are written for upright boxes
+    keys = (*SPARSE_KEYS, "meta/body_model", "full_image")
+    data = SyntheticDataset(tiny_split, split=None, crop_size=256, keys=keys)
+    batch = torch.utils.data.default_collate([data[i] for i in range(2)])
+    loss = model.training_step(batch, 0)
+    loss = loss["loss"] if isinstance(loss, dict) else loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert not list(model.backbone.parameters())  # frozen: nothing of the network trains
+    grads = [p.grad for p in model.head.parameters() if p.requires_grad]
+    assert sum(g is not None and g.abs().sum() > 0 for g in grads) > 0.5 * len(grads)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.focal.parameters())
+    config = Path(__file__).resolve().parents[1] / "configs" / "whmr-bp-full-stage1.yaml"
+    assert cli_main(["train", "--config", str(config),
+                     "--model.init_args.backbone.init_args.variant", "lite",
+                     "--data.train", str(tiny_split), "--data.val", str(tiny_split),
+                     "--data.batch_size", "2", "--data.max_train_samples", "2",
+                     "--data.max_val_samples", "2", "--data.num_workers", "0",
+                     "--trainer.max_steps", "1", "--trainer.val_check_interval", "1",
+                     "--trainer.accelerator", "cpu",
+                     "--trainer.logger.init_args.save_dir", str(tmp_path)]) == 0
+    assert (tmp_path / "whmr-bp-full-stage1" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_partial_training_reaches_the_regression_branch_only(lite):
     bb = lite(inputs=("landmarks", "world"), trainable="partial")
     trainable = [p for p in bb.parameters() if p.requires_grad]

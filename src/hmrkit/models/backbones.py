@@ -323,6 +323,14 @@ class BlazePoseBackbone(Backbone):
     def forward(self, images: Tensor) -> Tensor:
         return self.features(self.raw(images))
 
+    def feature_map(self, images: Tensor) -> Tensor:
+        """The encoder's deepest residual map ``(N, C, 8, 8)`` of crops ``(N, 3, 256, 256)``
+        (C = 144 for full, 272 for heavy): the spatial map of methods that decode one
+        (W-HMR's PyMAF-like head); the ``encoder`` input is its average pool."""
+        net = self.network
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable != "frozen"):
+            return net(images, keep=[self._encoder])[net.tensors[self._encoder]["name"]]
+
     def from_batch(self, batch: dict[str, Tensor], image_key: str = "image") -> Tensor:
         """Features of ``batch[image_key]``, or of the cached outputs ``backbone/<input>`` when
         the batch holds them (a frozen backbone only; the cache's signature was checked when
