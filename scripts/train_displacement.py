@@ -35,12 +35,18 @@ def samples(args) -> int:
 
     estimates = None
     t0 = time.time()
+    crop_style, crop_size = args.crop_style, args.crop_size
     if args.model:
         from hmrkit.models.checkpoints import load_method
 
-        estimates = model_estimates(load_method(args.model), args.data, None, limit=args.limit)
+        method = load_method(args.model)
+        # the samples are cut as the refiner will cut this method's crops
+        crop_style = crop_style or getattr(method, "crop_style", "box")
+        crop_size = crop_size or method.crop_size
+        estimates = model_estimates(method, args.data, None, limit=args.limit)
         print(f"{len(estimates['index'])} estimates of {args.model} in {time.time() - t0:.0f} s")
-    cfg = SampleConfig(resolution=args.resolution, crop_size=args.crop_size, seed=args.seed)
+    cfg = SampleConfig(resolution=args.resolution, crop_size=crop_size or 96,
+                       crop_style=crop_style or "box", seed=args.seed)
     if args.no_model_init:
         cfg.init_mix = {"perturbed": 1.0}
     arrays = make_samples(args.data, None, cfg, args.limit, estimates, args.texture,
@@ -88,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--model", help="a trained method whose estimates start some samples")
     s.add_argument("--no-model-init", action="store_true", help="perturbed truth only")
     s.add_argument("--resolution", type=int, default=64)
-    s.add_argument("--crop-size", type=int, default=96)
+    s.add_argument("--crop-size", type=int,
+                   help="person crop side before resampling (default: the model's, else 96)")
+    s.add_argument("--crop-style", choices=("box", "blazepose"),
+                   help="how the person crop is cut (default: as the model cuts it, else box)")
     s.add_argument("--texture", choices=("true", "noise", "brightness", "wrong", "none"),
                    help="one texture kind for all samples (test sets); default: the mix")
     s.add_argument("--texture-level", type=float, help="noise std / brightness factor")

@@ -271,6 +271,29 @@ def test_test_sets_differ_only_in_their_texture(tiny_split):
     assert sets["none"]["rgb"].max() == 0 < ref["rgb"].max()
 
 
+def test_samples_are_cut_as_the_method_cuts_its_crops(tiny_split):
+    """``crop_style="blazepose"`` samples read MediaPipe's rotated squares, as the refiner
+    resamples a BlazePose method's crops: the sample's image is that crop resampled (not the
+    upright box's), and the person is rendered with a displacement target."""
+    from hmrkit.data.dataset import SyntheticDataset
+    from hmrkit.models.displacement_data import SampleConfig, make_samples, network_crops
+
+    cfg = SampleConfig(resolution=32, crop_size=256, crop_style="blazepose", seed=0)
+    got = make_samples(tiny_split, None, cfg, limit=2, texture="none", progress=False)
+    ds = SyntheticDataset(tiny_split, None, crop_size=256, crop_style="blazepose",
+                          keys=("image", "crop_affine"))
+    box = SyntheticDataset(tiny_split, None, crop_size=256, keys=("image", "crop_affine"))
+    for i in range(2):
+        item = ds[i]
+        crop, _ = network_crops(item["image"][None], item["crop_affine"][None], 32)
+        np.testing.assert_array_equal(got["image"][i],
+                                      np.round(crop[0].numpy() * 255).astype(np.uint8))
+        upright, _ = network_crops(box[i]["image"][None], box[i]["crop_affine"][None], 32)
+        assert not np.array_equal(got["image"][i],
+                                  np.round(upright[0].numpy() * 255).astype(np.uint8))
+    assert got["mask"].reshape(2, -1).any(1).all() and np.abs(got["displacement"]).max() > 0
+
+
 def test_paper_sized_network_shapes():
     """The paper's network: two ResNet-50 stem + layer1 branches at stride 1 without max-pool
     (their features keep the input resolution, 256 channels), 4 hourglass stacks, a 2-channel

@@ -64,6 +64,10 @@ class SampleConfig:
     """Side of the person crop read first (that of the method the refiner follows: the
     shipped CLIFF reads 96 px crops), then resampled to ``resolution`` as the refiner does
     (:func:`network_crops`)."""
+    crop_style: str = "box"
+    """How the person crop is cut (:data:`hmrkit.data.images.CROP_STYLES`), as the method the
+    refiner follows cuts it: ``"box"`` (upright square) or ``"blazepose"`` (MediaPipe's
+    rotated square, the BlazePose models, with ``crop_size`` 256)."""
     init_mix: dict = field(default_factory=lambda: dict(INIT_MIX))
     """Probabilities of the initial-estimate kinds (module doc)."""
     texture_mix: dict = field(default_factory=lambda: dict(TEXTURE_MIX))
@@ -177,7 +181,8 @@ def make_samples(data, split: str | None, cfg: SampleConfig, limit: int | None =
 
     keys = ("image", "crop_affine", "box_center", "box_size", "camera/intrinsics",
             "camera/image_size", "global_orient", "body_pose", "betas", "transl", "meta/index")
-    ds = SyntheticDataset(data, split, crop_size=cfg.crop_size, keys=keys)
+    ds = SyntheticDataset(data, split, crop_size=cfg.crop_size, keys=keys,
+                          crop_style=cfg.crop_style)
     n = len(ds) if limit is None else min(limit, len(ds))
     rng = np.random.default_rng(cfg.seed)
     tex_rng = np.random.default_rng([cfg.seed, 1])  # textures: the estimates never depend on them
