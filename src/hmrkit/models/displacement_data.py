@@ -61,9 +61,9 @@ class SampleConfig:
     resolution: int = 64
     """Network crop side (pixels)."""
     crop_size: int = 96
-    """Side of the person crop read first (that of the method the refiner follows: the
-    shipped CLIFF reads 96 px crops), then resampled to ``resolution`` as the refiner does
-    (:func:`network_crops`)."""
+    """Side of the person crop read first (that of the method the refiner follows: 96 px for
+    the CLIFF r18 model, 256 for the BlazePose models; ``train_displacement.py samples`` takes
+    the model's), then resampled to ``resolution`` as the refiner does (:func:`network_crops`)."""
     crop_style: str = "box"
     """How the person crop is cut (:data:`hmrkit.data.images.CROP_STYLES`), as the method the
     refiner follows cuts it: ``"box"`` (upright square) or ``"blazepose"`` (MediaPipe's
