@@ -7,7 +7,8 @@ prior, joint limits, shape prior), and the cost of one iteration split by part (
 backward of each term alone, and the Adam step), as the median of ``--repeats`` runs of
 wall-clock and process CPU time (on a shared machine the CPU time is the steadier figure; the
 load average is printed before and after). ``--dense`` times a dense fit (all 1,229 vertices)
-instead of the keypoint fit.
+instead of the keypoint fit; ``--compile`` adds ``FitConfig(compile=True)`` (its first fit, the
+compilation, and then the same fit), with its ratio to the eager fit of the same run.
 """
 
 from __future__ import annotations
@@ -96,6 +97,10 @@ def parts(fitter: Fitter, pose, betas, transl, cam, targets, dense: bool) -> dic
         r, _, _ = leaf()
         prior.limit_energy(sixd_to_rotmat(r)).sum().backward()
 
+    def run_priors():
+        r, _, _ = leaf()
+        sum(prior.energies(sixd_to_rotmat(r))).sum().backward()
+
     def run_shape():
         _, b, _ = leaf()
         (b * b).sum().backward()
@@ -108,7 +113,9 @@ def parts(fitter: Fitter, pose, betas, transl, cam, targets, dense: bool) -> dic
     return {"rotations + body (fwd+bwd)": run_posing,
             "rotations + body + data term (fwd+bwd)": run_data,
             "pose prior, mixture (fwd+bwd)": run_mixture,
-            "joint limits (fwd+bwd)": run_limits, "shape prior (fwd+bwd)": run_shape,
+            "joint limits (fwd+bwd)": run_limits,
+            "mixture + limits, one logarithm map, as the fit calls them (fwd+bwd)": run_priors,
+            "shape prior (fwd+bwd)": run_shape,
             "Adam step": opt.step}
 
 
@@ -119,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dense", action="store_true")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time FitConfig(compile=True) (first fit: the compilation)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     body = load_body_model("anny24")
@@ -132,6 +141,14 @@ def main(argv: list[str] | None = None) -> int:
         fitter.fit(pose, betas, transl, cam, targets)  # warm-up
         wall, cpu = timed(lambda: fitter.fit(pose, betas, transl, cam, targets), args.repeats)  # noqa: B023
         print(f"| {B} | fit, {args.iterations} iterations | {wall * 1e3:.0f} | {cpu * 1e3:.0f} |")
+        if args.compile:
+            compiled = Fitter(body, FitConfig(iterations=args.iterations, tol=0.0, compile=True))
+            first, first_cpu = timed(lambda: compiled.fit(pose, betas, transl, cam, targets), 1)  # noqa: B023
+            print(f"| {B} | fit, compiled loss, first call (compilation) | {first * 1e3:.0f} | "
+                  f"{first_cpu * 1e3:.0f} |")
+            w, c = timed(lambda: compiled.fit(pose, betas, transl, cam, targets), args.repeats)  # noqa: B023
+            print(f"| {B} | fit, compiled loss | {w * 1e3:.0f} | {c * 1e3:.0f} |")
+            print(f"| {B} | compiled / eager (wall) | {w / wall:.2f} | |")
         for name, fn in parts(fitter, pose, betas, transl, cam, targets, args.dense).items():
             fn()
             w, c = timed(fn, 20)

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import roma
 import torch
 
 from hmrkit.body import load_body_model
@@ -15,7 +16,7 @@ from hmrkit.fit.fitter import _Posing
 from hmrkit.fit.priors import POSE_PRIOR_FILE, fit_gmm, gmm_log_likelihood, shape_prior
 from hmrkit.fit.terms import keypoint_3d_term, reprojection_term
 from hmrkit.geometry.cameras import Camera
-from hmrkit.geometry.rotations import axis_angle_to_rotmat
+from hmrkit.geometry.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
 
 F64 = torch.float64
 
@@ -152,6 +153,39 @@ def test_joint_limits_zero_inside_positive_outside_and_match_the_sampler(prior):
     assert 0 < costs[0] < costs[1] < costs[2]
 
 
+def test_prior_energies_match_a_naive_loop_on_the_fast_logarithm(prior):
+    """The whitened one-matmul mixture against the textbook per-component quadratic form, and
+    the limits against the synthetic engine's numpy reference, on poses whose angles all stay
+    below 170 deg (the logarithm's fast path, where the shoulder twist is read from the
+    rotation vector instead of a quaternion)."""
+    from hmrkit.data.synthetic import poses as P
+
+    g = torch.Generator().manual_seed(11)
+    base = torch.from_numpy(P.PoseSampler(seed=9).sample_numpy(48))
+    kick = axis_angle_to_rotmat(torch.randn(48, 24, 3, dtype=F64, generator=g) * 0.5)
+    rot = base @ kick
+    angle = torch.linalg.norm(rotmat_to_axis_angle(rot), dim=-1)
+    rot = torch.where((angle < math.radians(170))[..., None, None], rot, base)
+    x = roma.rotmat_to_rotvec(rot[:, 1:]).reshape(48, -1)
+    naive = []
+    for b in range(48):
+        per = []
+        for k in range(len(prior.weights)):
+            d = x[b] - prior.means[k]
+            per.append(0.5 * d @ torch.linalg.inv(prior.covariances[k]) @ d
+                       - torch.log(prior.weights[k]) + 0.5 * torch.logdet(prior.covariances[k]))
+        naive.append(min(per))
+    naive = torch.stack(naive)
+    c = -torch.log(prior.weights) + 0.5 * torch.logdet(prior.covariances)
+    torch.testing.assert_close(prior.mixture_energy(rot), naive - c.min(), atol=1e-8, rtol=1e-10)
+    np.testing.assert_allclose(prior.limit_violation(rot).numpy(), P.limit_violation(rot.numpy()),
+                               atol=1e-8)
+    assert (prior.limit_violation(rot) > 0).any()  # the kicks do leave the limits
+    mixture, limits = prior.energies(rot)
+    torch.testing.assert_close(mixture, prior.mixture_energy(rot))
+    torch.testing.assert_close(limits, prior.limit_energy(rot))
+
+
 def test_prior_takes_smpl_poses_through_the_rest_offsets(prior):
     from hmrkit.data.synthetic import poses as P
 
@@ -266,6 +300,25 @@ def test_round_trip_pose_shape_translation_float64(body, prior):
     assert (fit.losses["keypoints"] < 1e-3 * fit.initial_losses["keypoints"]).all()
 
 
+@pytest.mark.slow
+def test_compiled_loss_fits_like_the_eager_one(body):
+    """``FitConfig(compile=True)``: the same fit (keypoints, every prior, 20 iterations) as
+    eager, float32, to float tolerance; compiling takes a minute or more with a cold cache."""
+    pose, betas, transl, camera, g = _person(body, B=3)
+    _, kp2, _ = _keypoints(body, pose, betas, transl, camera, ("blazepose33",))
+    init = pose @ axis_angle_to_rotmat(torch.randn(3, 24, 3, dtype=F64, generator=g) * 0.1)
+    args = [x.float() for x in (init, betas, transl)]
+    targets = Targets(keypoints2d={k: v.float() for k, v in kp2.items()})
+    body32 = load_body_model("anny24")  # float32 (the fixtures are float64 and shared)
+    fits = [Fitter(body32, FitConfig(iterations=20, tol=0.0, compile=c)).fit(
+        *args, camera.to(torch.float32), targets) for c in (False, True)]
+    assert fits[1].status == ["ok"] * 3
+    assert fits[1].losses["keypoints"].max() < 0.2 * fits[1].initial_losses["keypoints"].min()
+    torch.testing.assert_close(fits[1].vertices, fits[0].vertices, atol=2e-4, rtol=0)
+    for k in fits[0].losses:
+        torch.testing.assert_close(fits[1].losses[k], fits[0].losses[k], atol=1e-4, rtol=1e-3)
+
+
 def test_axis_angle_rotations_and_priors_fit_too(body, prior):
     pose, betas, transl, camera, g = _person(body, B=1)
     _, kp2, _ = _keypoints(body, pose, betas, transl, camera, ("blazepose33",))
@@ -326,17 +379,17 @@ def test_a_person_whose_loss_turns_nan_keeps_its_last_finite_parameters(body, pr
     _, kp2, _ = _keypoints(body, pose, betas, transl, camera, ("blazepose33",))
     init = pose @ axis_angle_to_rotmat(torch.randn(2, 24, 3, dtype=F64, generator=g) * 0.1)
     calls = {"n": 0}
-    original = PosePrior.mixture_energy
+    original = PosePrior.energies
 
     def poisoned(self, rotmat):
         calls["n"] += 1
-        e = original(self, rotmat)
+        e, limits = original(self, rotmat)
         if calls["n"] > 6:  # from the 6th iteration on, person 1's loss is NaN
             e = e.clone()
             e[1] = float("nan")
-        return e
+        return e, limits
 
-    monkeypatch.setattr(PosePrior, "mixture_energy", poisoned)
+    monkeypatch.setattr(PosePrior, "energies", poisoned)
     fit = Fitter(body, FitConfig(iterations=15, tol=0.0), prior).fit(
         init, betas, transl, camera, Targets(keypoints2d=kp2))
     assert fit.status[0] == "ok"

@@ -76,6 +76,46 @@ def test_axis_angle_round_trip(dtype):
     torch.testing.assert_close(back, aa, atol=atol, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_logarithm_fast_path_matches_roma_without_calling_it(dtype, monkeypatch):
+    """Angles up to 170 deg (and exactly 0, and tiny ones) take the matrix-read logarithm:
+    it must equal roma's quaternion route, which is disabled here to prove it is not used."""
+    aa = random_rotvecs(300, torch.float64, max_angle=math.radians(170), seed=3)
+    aa[0] = 0.0
+    aa[1] = torch.tensor([1e-7, -2e-7, 3e-8], dtype=torch.float64)
+    aa[2] = torch.tensor([0.0, 0.0, 1e-4], dtype=torch.float64)
+    R = axis_angle_to_rotmat(aa).to(dtype)
+    expected = roma.rotmat_to_rotvec(R.double())
+
+    def forbidden(_):
+        raise AssertionError("the fast path fell back to roma")
+
+    monkeypatch.setattr(roma, "rotmat_to_rotvec", forbidden)
+    got = rotmat_to_axis_angle(R)
+    atol = 2e-6 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(got.double(), expected, atol=atol, rtol=0)
+    torch.testing.assert_close(got.double(), aa, atol=atol * 10, rtol=0)
+
+
+def test_logarithm_falls_back_to_roma_near_pi():
+    aa = random_rotvecs(64, torch.float64, max_angle=math.radians(170), seed=4)
+    axis = torch.nn.functional.normalize(torch.tensor([0.3, -0.5, 0.8], dtype=torch.float64), dim=0)
+    aa[5] = axis * (math.pi - 1e-6)  # one angle near pi: the whole batch goes through roma
+    R = axis_angle_to_rotmat(aa)
+    torch.testing.assert_close(rotmat_to_axis_angle(R), roma.rotmat_to_rotvec(R), atol=1e-12,
+                               rtol=0)
+    assert torch.linalg.norm(rotmat_to_axis_angle(R[5])) == pytest.approx(math.pi - 1e-6, abs=1e-8)
+
+
+def test_logarithm_gradcheck_float64_including_identity():
+    aa = random_rotvecs(6, torch.float64, max_angle=math.radians(160), seed=5)
+    R = torch.cat([torch.eye(3, dtype=torch.float64)[None], axis_angle_to_rotmat(aa)])
+    # gradcheck perturbs the 9 entries freely (off the rotation group): the map must be smooth there
+    assert torch.autograd.gradcheck(rotmat_to_axis_angle, (R.clone().requires_grad_(),))
+    small = axis_angle_to_rotmat(torch.tensor([[1e-6, 0.0, -2e-6]], dtype=torch.float64))
+    assert torch.autograd.gradcheck(rotmat_to_axis_angle, (small.clone().requires_grad_(),))
+
+
 def test_rotmat_round_trip_through_axis_angle():
     R = roma.random_rotmat(200, dtype=torch.float64)
     torch.testing.assert_close(axis_angle_to_rotmat(rotmat_to_axis_angle(R)), R, atol=1e-9, rtol=0)

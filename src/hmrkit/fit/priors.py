@@ -35,10 +35,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import roma
 import torch
 from torch import Tensor, nn
 
+from hmrkit.geometry.rotations import rotmat_to_axis_angle
 from hmrkit.io import load_npz_with_header
 
 __all__ = ["POSE_PRIOR_FILE", "PosePrior", "fit_gmm", "gmm_log_likelihood", "shape_prior"]
@@ -122,15 +122,6 @@ def fit_gmm(x: Tensor, components: int = 8, iterations: int = 200, seed: int = 0
 
 
 # --------------------------------------------------------------------------- the prior
-def _euler_xzy(E: Tensor) -> Tensor:
-    """``(..., 3)`` angles ``(x, y, z)`` in degrees of ``E = Rx(x) Rz(z) Ry(y)`` (the
-    principal solution, ``|z| <= 90``), differentiable away from gimbal lock."""
-    z = torch.asin(torch.clamp(-E[..., 0, 1], -1 + 1e-7, 1 - 1e-7))
-    x = torch.atan2(E[..., 2, 1], E[..., 1, 1])
-    y = torch.atan2(E[..., 0, 2], E[..., 0, 0])
-    return torch.rad2deg(torch.stack([x, y, z], dim=-1))
-
-
 class PosePrior(nn.Module):
     """The learned pose mixture and the joint limits of one prior file (module doc).
 
@@ -151,7 +142,14 @@ class PosePrior(nn.Module):
             self.register_buffer(key, value, persistent=False)
         c = -torch.log(self.weights) + 0.5 * torch.logdet(self.covariances)
         self.register_buffer("constants", c - c.min(), persistent=False)
-        self.register_buffer("precisions", torch.linalg.inv(self.covariances), persistent=False)
+        # whitening: with S_k = L_k L_k^T, (x - mu_k)^T S_k^-1 (x - mu_k) is
+        # |L_k^-1 x - L_k^-1 mu_k|^2; all the L_k^-1 side by side make the C forms one product
+        C, D = self.means.shape
+        inv_l = torch.linalg.inv(torch.linalg.cholesky(self.covariances))  # (C, D, D)
+        self.register_buffer("whitening", inv_l.reshape(C * D, D).T.contiguous(), persistent=False)
+        self.register_buffer("whitened_means", (inv_l @ self.means[..., None]).reshape(C * D),
+                             persistent=False)
+        self._register_limit_maps()
 
     @classmethod
     def load(cls, path: str | Path | None = None, rest: str = "a_pose") -> PosePrior:
@@ -177,58 +175,103 @@ class PosePrior(nn.Module):
     # ------------------------------------------------------------------ mixture
     def features(self, rotmat: Tensor) -> Tensor:
         """(B, 69) rotation vectors of the body joints 1-23 of poses ``(B, 24, 3, 3)``."""
-        R = self._to_a_pose(rotmat)[:, 1:]
-        return roma.rotmat_to_rotvec(R).reshape(R.shape[0], -1)
+        return self._rotvecs(self._to_a_pose(rotmat)).flatten(1)
+
+    @staticmethod
+    def _rotvecs(R: Tensor) -> Tensor:
+        """(B, 23, 3) rotation vectors of the body joints of A-pose-rest rotations ``R``."""
+        return rotmat_to_axis_angle(R[:, 1:])
 
     def mixture_energy(self, rotmat: Tensor) -> Tensor:
         """(B,) max-mixture negative log-likelihood of poses ``(B, 24, 3, 3)``, >= 0."""
-        x = self.features(rotmat)
-        diff = x[:, None] - self.means.to(x)  # (B, C, D)
-        maha = torch.einsum("bcd,cde,bce->bc", diff, self.precisions.to(x), diff)
+        return self._mixture(self.features(rotmat))
+
+    def _mixture(self, x: Tensor) -> Tensor:
+        y = x @ self.whitening.to(x) - self.whitened_means.to(x)  # (B, C D)
+        maha = y.square().unflatten(1, self.means.shape).sum(-1)  # (B, C)
         return (0.5 * maha + self.constants.to(x)).min(dim=1).values
 
+    def energies(self, rotmat: Tensor) -> tuple[Tensor, Tensor]:
+        """(B,) :meth:`mixture_energy` and (B,) :meth:`limit_energy` of poses ``(B, 24, 3, 3)``
+        with one logarithm map for both (what the fitter calls every iteration)."""
+        R, r = self._rotations_and_rotvecs(rotmat)
+        return self._mixture(r.flatten(1)), self._limit_energy(*self._violations(R, r))
+
     # ------------------------------------------------------------------ limits
-    def joint_angles(self, rotmat: Tensor) -> Tensor:
-        """(B, 24, 3) written joint angles (degrees) of poses ``(B, 24, 3, 3)``."""
-        F = self.joint_frames.to(rotmat)
-        E = F.transpose(-1, -2) @ self._to_a_pose(rotmat) @ F
-        return _euler_xzy(E) * self.side_sign.to(rotmat)
+    def _register_limit_maps(self) -> None:
+        """Constants that turn every limit's angle into one product with the flattened body
+        rotations ``R_k`` (k = 1..23, row-major, A-pose rest).
 
-    def _shoulders(self, rotmat: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, 2) cone angle and written twist (degrees) of the two shoulders."""
-        R = self._to_a_pose(rotmat)[:, self.shoulder_joints]  # (B, 2, 3, 3)
-        u = self.shoulder_rest_dir.to(R)
-        d = (R @ u[..., None])[..., 0]
-        cos = (d * self.shoulder_cone_axis.to(R)).sum(-1)
+        ``limit_map (23, 9, 6)``: columns 0-4 give the entries ``E01, E21, E11, E02, E00`` of
+        ``E_k = F_k^T R_k F_k`` (``F_k``: the joint's anatomical frame), whose intrinsic X-Z-Y
+        Euler angles are the written ones (``E = Rx(x) Rz(z) Ry(y)``: ``z = asin(-E01)``,
+        ``x = atan2(E21, E11)``, ``y = atan2(E02, E00)``, the principal solution); column 5 gives,
+        for the shoulders, ``c^T R_k u`` (cone axis ``c``, rest bone ``u``: the cosine of the
+        cone angle). ``limit_low / limit_high (23, 3)``: the box of each box joint, +-inf
+        elsewhere (no violation)."""
+        F = self.joint_frames[1:]  # (23, 3, 3)
+        pairs = ((0, 1), (2, 1), (1, 1), (0, 2), (0, 0))
+        cols = [(F[:, :, a, None] * F[:, None, :, b]).flatten(1) for a, b in pairs]
+        cone = torch.zeros_like(cols[0])
+        k = self.shoulder_joints - 1
+        cone[k] = (self.shoulder_cone_axis[:, :, None] * self.shoulder_rest_dir[:, None, :]
+                   ).flatten(1)
+        self.register_buffer("limit_map", torch.stack(cols + [cone], -1), persistent=False)
+        low = torch.full((23, 3), -math.inf, dtype=F.dtype)
+        high = torch.full((23, 3), math.inf, dtype=F.dtype)
+        low[self.box_joints - 1] = self.box[self.box_joints, :, 0].to(F.dtype)
+        high[self.box_joints - 1] = self.box[self.box_joints, :, 1].to(F.dtype)
+        self.register_buffer("limit_low", low, persistent=False)
+        self.register_buffer("limit_high", high, persistent=False)
+
+    def _violations(self, R: Tensor, rotvecs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-angle violations in degrees of A-pose-rest rotations ``R (B, 24, 3, 3)`` with
+        the body joints' rotation vectors ``(B, 23, 3)``: box angles ``(B, 23, 3)`` (0 for the
+        joints without a box), shoulder cone and twist ``(B, 2)`` each.
+
+        Shoulder twist (swing-twist about the rest bone ``u``): ``2 atan2(q_xyz . u, q_w)`` of
+        the unit quaternion, here ``q_xyz = sin(theta / 2) / theta r``, ``q_w = cos(theta / 2)``.
+        """
+        e = torch.einsum("bnk,nkm->bnm", R[:, 1:].flatten(-2), self.limit_map.to(R))
+        e01, e21, e11, e02, e00, cone_cos = e.unbind(-1)
+        z = torch.asin(torch.clamp(-e01, -1 + 1e-7, 1 - 1e-7))
+        angles = torch.rad2deg(torch.stack([torch.atan2(e21, e11), torch.atan2(e02, e00), z], -1))
+        angles = angles * self.side_sign[1:].to(R)
+        over = (torch.relu(self.limit_low.to(R) - angles)
+                + torch.relu(angles - self.limit_high.to(R)))
+        k = self.shoulder_joints - 1
+        cos = cone_cos[:, k]
         cone = torch.rad2deg(torch.acos(torch.clamp(cos, -1 + 1e-7, 1 - 1e-7)))
-        q = roma.rotmat_to_unitquat(R)  # x, y, z, w
-        twist = 2 * torch.atan2((q[..., :3] * u).sum(-1), q[..., 3])
-        twist = torch.remainder(twist + math.pi, 2 * math.pi) - math.pi
-        return cone, torch.rad2deg(twist) * self.shoulder_sign.to(R)
-
-    def _violations(self, rotmat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Per-angle violations in degrees: box joints ``(B, n, 3)``, shoulder cone and twist
-        ``(B, 2)`` each."""
-        ang = self.joint_angles(rotmat)[:, self.box_joints]
-        box = self.box.to(ang)[self.box_joints]
-        over = torch.relu(box[..., 0] - ang) + torch.relu(ang - box[..., 1])
-        cone, twist = self._shoulders(rotmat)
-        lo, hi = self.shoulder_twist_deg.to(cone)
-        return (over, torch.relu(cone - self.shoulder_cone_deg.to(cone)),
+        r = rotvecs[:, k]
+        theta = torch.sqrt((r * r).sum(-1).clamp_min(1e-20))
+        half_sinc = 0.5 * torch.sinc(theta / (2 * math.pi))  # sin(theta / 2) / theta
+        u = self.shoulder_rest_dir.to(R)
+        twist = 2 * torch.atan2(half_sinc * (r * u).sum(-1), torch.cos(0.5 * theta))
+        twist = torch.rad2deg(torch.remainder(twist + math.pi, 2 * math.pi) - math.pi)
+        twist = twist * self.shoulder_sign.to(R)
+        lo, hi = self.shoulder_twist_deg.to(R)
+        return (over, torch.relu(cone - self.shoulder_cone_deg.to(R)),
                 torch.relu(lo - twist) + torch.relu(twist - hi))
+
+    def _rotations_and_rotvecs(self, rotmat: Tensor) -> tuple[Tensor, Tensor]:
+        R = self._to_a_pose(rotmat)
+        return R, self._rotvecs(R)
 
     def limit_violation(self, rotmat: Tensor) -> Tensor:
         """(B, 24) how far (degrees) each joint lies outside its limits (0 inside; the root is
         not limited): the same numbers as ``hmrkit.data.synthetic.poses.limit_violation``."""
-        box, cone, twist = self._violations(rotmat)
+        box, cone, twist = self._violations(*self._rotations_and_rotvecs(rotmat))
         out = rotmat.new_zeros(rotmat.shape[:2])
-        out[:, self.box_joints] = box.max(-1).values
+        out[:, 1:] = box.max(-1).values
         out[:, self.shoulder_joints] = torch.maximum(cone, twist)
         return out
 
     def limit_energy(self, rotmat: Tensor) -> Tensor:
         """(B,) squared violations in radians, summed over the joints' angles."""
-        box, cone, twist = self._violations(rotmat)
+        return self._limit_energy(*self._violations(*self._rotations_and_rotvecs(rotmat)))
+
+    @staticmethod
+    def _limit_energy(box: Tensor, cone: Tensor, twist: Tensor) -> Tensor:
         rad = math.pi / 180
         return (rad * box).pow(2).sum((1, 2)) + (rad * cone).pow(2).sum(1) + (
             rad * twist).pow(2).sum(1)

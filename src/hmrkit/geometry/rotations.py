@@ -1,4 +1,4 @@
-"""Rotation conversions: a thin layer over ``roma``.
+"""Rotation conversions: a thin layer over ``roma`` (and a faster logarithm map).
 
 Inside hmrkit rotations are 3x3 matrices ``(..., 3, 3)`` acting on column vectors
 (``x' = R x``), angles in radians. Axis-angle (rotation vectors, ``(..., 3)``) is the storage
@@ -12,6 +12,8 @@ outputs.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import roma
@@ -42,9 +44,37 @@ def axis_angle_to_rotmat(axis_angle: torch.Tensor) -> torch.Tensor:
 
 
 def rotmat_to_axis_angle(rotmat: torch.Tensor) -> torch.Tensor:
-    """``(..., 3, 3)`` rotation matrices -> ``(..., 3)`` rotation vectors, angle in ``[0, pi]``."""
+    """``(..., 3, 3)`` rotation matrices -> ``(..., 3)`` rotation vectors, angle in ``[0, pi]``.
+
+    The logarithm map read off the matrix: ``w = vee(R - R^T) / 2 = sin(theta) a`` and
+    ``cos(theta) = (tr R - 1) / 2`` (one product of the flattened matrices with a constant
+    9 x 4 matrix), so ``r = theta / sin(theta) w`` (with ``1 + sin^2 / 6`` below
+    ``sin^2 = 1e-8``). A few times fewer operations, forward and backward, than
+    ``roma.rotmat_to_rotvec`` (which goes through a quaternion), so it is what the fitter's pose
+    prior calls every iteration. Near ``theta = pi`` the axis is lost in ``w``: when any angle is
+    above 171.9 deg (``cos < -0.99``), and inside ``torch.compile``, the whole batch goes through
+    roma instead.
+    """
     _check_last(rotmat, (3, 3), "rotmat_to_axis_angle", "rotmat")
-    return roma.rotmat_to_rotvec(rotmat)
+    m = rotmat.flatten(-2) @ _log_map_coefficients(rotmat.dtype, rotmat.device)
+    w, cos = m[..., :3], m[..., 3] - 0.5
+    if torch.compiler.is_compiling() or rotmat.numel() == 0 or bool((cos < -0.99).any()):
+        return roma.rotmat_to_rotvec(rotmat)
+    sin2 = (w * w).sum(-1)
+    small = sin2 < 1e-8
+    sin = torch.sqrt(torch.where(small, 1.0, sin2))
+    factor = torch.where(small, 1 + sin2 / 6, torch.atan2(sin, cos) / sin)
+    return factor[..., None] * w
+
+
+@functools.lru_cache(maxsize=8)
+def _log_map_coefficients(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(9, 4): flattened ``R`` (row-major) -> ``vee(R - R^T) / 2`` and ``tr(R) / 2``."""
+    c = torch.zeros(9, 4, dtype=torch.float64)
+    for col, (plus, minus) in enumerate(((7, 5), (2, 6), (3, 1))):  # R21-R12, R02-R20, R10-R01
+        c[plus, col], c[minus, col] = 0.5, -0.5
+    c[[0, 4, 8], 3] = 0.5
+    return c.to(dtype=dtype, device=device)
 
 
 def sixd_to_rotmat(sixd: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
