@@ -22,7 +22,8 @@ default: the ``data`` path the samples record). Fields identical bit for bit (th
 true fields in every set; a network that reads no RGB) are fitted once. Besides the EPE
 (eq. 3, over the rendered pixels), ``vertex_epe`` is the error the fit sees: the distance
 between the per-vertex displacements (eq. 5) of the field and of the true field, mean over
-the visible vertices (crop pixels). Writes
+the visible vertices (crop pixels); ``error_2d`` the distance between the projections of the
+estimate's and the true mesh's vertices in the crop, mean over every vertex (crop pixels). Writes
 ``OUT/table3_fit.json`` (means per group, and per person) and ``OUT/table3_fit.md`` (one
 table over all persons, then one per kind of initial estimate) and prints the markdown.
 """
@@ -45,7 +46,7 @@ from hmrkit.body import load_body_model
 from hmrkit.body.estimate import BodyEstimate
 from hmrkit.body.labels import LabelBodies
 from hmrkit.fit import Fitter, PosePrior
-from hmrkit.fit.dense import CropView, crop_view, render_inputs
+from hmrkit.fit.dense import CropView, crop_view, project, render_inputs
 from hmrkit.geometry.cameras import Camera
 from hmrkit.io import atomic_write_text
 from hmrkit.metrics.scoring import score
@@ -64,7 +65,7 @@ PROTOCOL = "lsp14"
 BODY = "anny24"
 INITIAL = "initial estimate"
 TRUE = "true field"
-METRICS = ("epe", "vertex_epe", "mpjpe", "pa_mpjpe", "pve", "pa_pve", "root_transl")
+METRICS = ("epe", "vertex_epe", "error_2d", "mpjpe", "pa_mpjpe", "pve", "pa_pve", "root_transl")
 LABEL_KEYS = ("image", "crop_affine", "box_size", "camera/intrinsics", "camera/image_size",
               "global_orient", "body_pose", "betas", "transl", "meta/index", "meta/body_model")
 
@@ -108,6 +109,14 @@ class Initial:
     """(N, V, 3) float64 camera frame, translation included."""
     mask: np.ndarray
     """(N, 1, R, R) bool rendered pixels."""
+    true2d: np.ndarray
+    """(N, V, 2) the true meshes' vertices projected in the crop views (crop pixels)."""
+
+    def error_2d(self, vertices: np.ndarray) -> np.ndarray:
+        """(N,) mean distance (crop pixels) between the projections of ``vertices (N, V, 3)``
+        (camera frame, translation included) and of the true mesh, over every vertex."""
+        return np.array([np.linalg.norm(project(view, v) - t, axis=-1).mean()
+                         for view, v, t in zip(self.views, vertices, self.true2d, strict=True)])
 
 
 def initial_geometry(samples: dict[str, np.ndarray], people: dict[str, torch.Tensor]
@@ -127,12 +136,16 @@ def initial_geometry(samples: dict[str, np.ndarray], people: dict[str, torch.Ten
     with torch.no_grad():
         verts = (body(rotmat[:, 0], rotmat[:, 1:], betas[:, : body.num_betas]).vertices
                  + transl[:, None]).numpy()
+        true = (body(people["global_orient"].double(), people["body_pose"].double(),
+                     people["betas"].double()[:, : body.num_betas]).vertices
+                + people["transl"].double()[:, None]).numpy()
     gbufs, masks = [], []
     for view, v in zip(views, verts, strict=True):
         maps, gbuf = render_inputs(view, v, faces, colors)
         gbufs.append(gbuf)
         masks.append(maps["mask"] > 0.5)
-    return Initial(rotmat, betas, transl, camera, views, gbufs, verts, np.stack(masks))
+    true2d = np.stack([project(view, t) for view, t in zip(views, true, strict=True)])
+    return Initial(rotmat, betas, transl, camera, views, gbufs, verts, np.stack(masks), true2d)
 
 
 def _batches(n: int, size: int):
@@ -152,7 +165,8 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 def initial_metrics(initial: Initial, people, body, batch_size: int = 32
                     ) -> dict[str, np.ndarray]:
-    """Per-person errors (mm) of the initial estimates, as ``hmrkit evaluate`` scores them."""
+    """Per-person errors (mm) of the initial estimates, as ``hmrkit evaluate`` scores them,
+    and their 2D error (:meth:`Initial.error_2d`)."""
     labels = LabelBodies(body, BODY)
     parts = []
     for sl in _batches(len(initial.rotmat), batch_size):
@@ -160,19 +174,20 @@ def initial_metrics(initial: Initial, people, body, batch_size: int = 32
                            betas=initial.betas[sl].to(body.v_template),
                            transl=initial.transl[sl].to(body.v_template)).posed(body)
         parts.append(_score(est, people, sl, labels))
-    return _concat(parts)
+    return {**_concat(parts), "error_2d": initial.error_2d(initial.vertices)}
 
 
 def fit_field(field: np.ndarray, initial: Initial, people, fitter: Fitter,
               batch_size: int = 32) -> dict[str, np.ndarray]:
     """Fit every person to its per-pixel field ``(N, 2, R, R)`` (crop pixels; eqs. 5-7) from
     its initial estimate, ``batch_size`` persons per fit; per-person errors (mm) and
-    ``fitted`` (1 where the fitter's status is ok)."""
+    ``error_2d`` (:meth:`Initial.error_2d`) and ``fitted`` (1 where the fitter's status is
+    ok)."""
     body = fitter.body
     like = body.v_template
     faces = body.faces.cpu().numpy()
     labels = LabelBodies(body, BODY)
-    parts = []
+    parts, fitted_vertices = [], []
     for sl in _batches(len(field), batch_size):
         fields = [f.transpose(1, 2, 0).astype(np.float64) for f in field[sl]]
         targets = field_targets(initial.views[sl], initial.gbufs[sl], fields,
@@ -184,10 +199,13 @@ def fit_field(field: np.ndarray, initial: Initial, people, fitter: Fitter,
                                 initial.transl[sl].to(like), camera, targets)
         est = BodyEstimate(rotmat=result.rotmat, betas=result.betas, transl=result.transl,
                            vertices=result.vertices, joints=result.joints)
+        fitted_vertices.append((result.vertices + result.transl[:, None]).detach())
         metrics = _score(est, people, sl, labels)
         metrics["fitted"] = np.array([s == "ok" for s in result.status], float)
         parts.append(metrics)
-    return _concat(parts)
+    out = _concat(parts)
+    fitted = torch.cat(fitted_vertices).double().numpy()
+    return {**out, "error_2d": initial.error_2d(fitted)}
 
 
 def fields_of(samples: dict[str, np.ndarray], nets: dict
@@ -287,21 +305,22 @@ def _num(x: float) -> str:
 
 
 def markdown(table: dict) -> str:
-    """Per group: a row per test texture and refinement, columns EPE and vertex EPE (crop
-    pixels), MPJPE, PA-MPJPE,
+    """Per group: a row per test texture and refinement, columns EPE, vertex EPE and 2D error
+    (crop pixels), MPJPE, PA-MPJPE,
     PVE, PA-PVE (mm) and the persons fitted."""
     out = []
     for group, tests in table.items():
         n = next(iter(tests.values()))["n"]
-        out += [f"**{group}** ({n} persons; EPE in pixels of the crop, errors in mm)", "",
-                "| test texture | refinement | EPE | vertex EPE | MPJPE | PA-MPJPE | PVE | PA-PVE "
-                "| fitted |", "| --- | --- |" + " ---: |" * 7]
+        out += [f"**{group}** ({n} persons; EPE, vertex EPE and 2D error in pixels of the "
+                "crop, 3D errors in mm)", "",
+                "| test texture | refinement | EPE | vertex EPE | 2D error | MPJPE | PA-MPJPE "
+                "| PVE | PA-PVE | fitted |", "| --- | --- |" + " ---: |" * 8]
         for test, cols in tests.items():
             for column, m in cols.items():
                 if column == "n":
                     continue
                 epe = " | ".join("" if not np.isfinite(m[k]) else f"{m[k]:.2f}"
-                                 for k in ("epe", "vertex_epe"))
+                                 for k in ("epe", "vertex_epe", "error_2d"))
                 out.append(f"| {test} | {column} | {epe} | {_num(m['mpjpe'])} | "
                            f"{_num(m['pa_mpjpe'])} | {_num(m['pve'])} | {_num(m['pa_pve'])} | "
                            f"{round(m['fitted'] * n)} |")

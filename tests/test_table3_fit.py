@@ -43,6 +43,7 @@ def test_true_field_fit_beats_the_initial_estimate_and_zero_field_barely_moves(
     assert (true["fitted"] == 1).all() and (zero["fitted"] == 1).all()
     assert true["pve"].mean() < 0.7 * before["pve"].mean()
     assert true["pa_mpjpe"].mean() < before["pa_mpjpe"].mean()
+    assert true["error_2d"].mean() < 0.5 * before["error_2d"].mean()
     assert np.abs(zero["pve"] - before["pve"]).max() < 0.1 * before["pve"].mean()
 
 
