@@ -18,14 +18,15 @@ same crop view (eq. 5) and mapped to full-image pixels
 (:data:`~hmrkit.models.dense_refiner.DENSE_CONFIG`, eq. 7) with the person's full-image
 camera; scored as ``hmrkit evaluate`` scores (:func:`hmrkit.metrics.scoring.score`, protocol
 ``lsp14``, mm) against the labels of the split the samples were made from (``--data``;
-default: the ``data`` path the samples record). Fields identical bit for bit (the zero and
-true fields in every set; a network that reads no RGB) are fitted once. Besides the EPE
-(eq. 3, over the rendered pixels), ``vertex_epe`` is the error the fit sees: the distance
-between the per-vertex displacements (eq. 5) of the field and of the true field, mean over
-the visible vertices (crop pixels); ``error_2d`` the distance between the projections of the
-estimate's and the true mesh's vertices in the crop, mean over every vertex (crop pixels). Writes
-``OUT/table3_fit.json`` (means per group, and per person) and ``OUT/table3_fit.md`` (one
-table over all persons, then one per kind of initial estimate) and prints the markdown.
+default: the ``data`` path the samples record). Fields identical bit for bit (the zero and true
+fields in every set; a network that reads no RGB) are fitted once. Besides the EPE (eq. 3, over
+the rendered pixels), ``vertex_epe`` is the error the fit sees: the distance between the
+per-vertex displacements (eq. 5) of the field and of the true field, mean over the visible
+vertices (crop pixels); ``error_2d`` the distance between the projections of the estimate's and
+the true mesh's vertices in the crop, mean over every vertex (crop pixels). Writes
+``OUT/table3_fit.json`` (means per group), ``OUT/table3_fit_per_person.json`` (2D error,
+PA-MPJPE and PVE of every person, in the samples' order) and ``OUT/table3_fit.md`` (one table
+over all persons, then one per kind of initial estimate) and prints the markdown.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ BODY = "anny24"
 INITIAL = "initial estimate"
 TRUE = "true field"
 METRICS = ("epe", "vertex_epe", "error_2d", "mpjpe", "pa_mpjpe", "pve", "pa_pve", "root_transl")
+PER_PERSON = {"error_2d": 2, "pa_mpjpe": 1, "pve": 1}
+"""Metrics written per person (for paired comparisons), with their decimals."""
 LABEL_KEYS = ("image", "crop_affine", "box_size", "camera/intrinsics", "camera/image_size",
               "global_orient", "body_pose", "betas", "transl", "meta/index", "meta/body_model")
 
@@ -351,11 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     facts["fit_seconds"] = round(facts["fit_seconds"], 1)
     record = {"nets": net_paths, "tests": test_paths, "data": args.data,
               "protocol": PROTOCOL, "fit": "DENSE_CONFIG", "batch_size": args.batch_size,
-              "facts": facts, "table": table,
-              "per_person": {t: {c: {m: np.round(v[m], 2).tolist() for m in METRICS}
-                                 for c, v in cols.items()} for t, cols in per.items()}}
+              "facts": facts, "table": table}
+    per_person = {t: {c: {m: np.round(v[m], d).tolist() for m, d in PER_PERSON.items()}
+                      for c, v in cols.items()} for t, cols in per.items()}
     out = Path(args.out)
     atomic_write_text(out / "table3_fit.json", json.dumps(_finite(record), indent=1))
+    atomic_write_text(out / "table3_fit_per_person.json", json.dumps(_finite(per_person)))
     md = markdown(table)
     atomic_write_text(out / "table3_fit.md", md)
     print(md)

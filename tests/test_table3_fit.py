@@ -60,6 +60,8 @@ def test_script_end_to_end(samples, tmp_path, one_thread):
                        f"none={tmp_path / 'none.npz'}", "--out", str(tmp_path / "out")]) == 0
     record = json.loads((tmp_path / "out" / "table3_fit.json").read_text())
     assert record["facts"]["mask_mismatch_pixels"] == {"none": 0}
+    per_person = json.loads((tmp_path / "out" / "table3_fit_per_person.json").read_text())
+    assert len(per_person["none"]["zero field"]["pve"]) == 3
     assert record["facts"]["fits"] == 2  # the untrained network's field is the zero field's
     row = record["table"]["all"]["none"]
     assert row["n"] == 3
