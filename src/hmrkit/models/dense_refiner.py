@@ -49,7 +49,7 @@ from .displacement_data import network_crops, render_channels
 from .fit_refiners import FitRefiner
 from .refiners import RefinerError
 
-__all__ = ["DEFAULT_NETWORK", "DenseRefiner", "LabelDenseRefiner", "crop_texture"]
+__all__ = ["DEFAULT_NETWORK", "DenseRefiner", "LabelDenseRefiner", "crop_texture", "field_targets"]
 
 DEFAULT_NETWORK = Path(__file__).resolve().parent / "weights" / "displacement-notex-64.pt"
 """Where the default displacement network (texture-free, 64 px crops) is looked for. None
@@ -67,6 +67,30 @@ def crop_texture(crop: Tensor, view: CropView, vertices: np.ndarray, faces: np.n
     (:func:`hmrkit.fit.texture.back_project` with one frame)."""
     rgb = np.round(crop.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255)
     return back_project([(rgb.astype(np.uint8), view.to_view(vertices), view.K)], faces)
+
+
+def field_targets(views: list[CropView | None], gbufs: list, fields: list, vertices: np.ndarray,
+                  faces: np.ndarray, affines: Tensor, method: str = "average") -> Targets:
+    """Eqs. 5-7's targets of ``B`` persons in full-image pixels: each person's per-pixel field
+    ``fields[b] (R, R, 2)`` (crop pixels) averaged onto the visible vertices of its G-buffer
+    (:func:`hmrkit.fit.dense.vertex_targets`), added to the projections of ``vertices[b]``
+    ``(V, 3)`` (camera frame, translation included) in ``views[b]``, then mapped back through
+    the inverse of the crop affine ``affines (B, 2, 3)`` (full image -> crop). A person whose
+    view, G-buffer or field is None gets weight 0 (float64 targets)."""
+    B, V = len(vertices), vertices.shape[1]
+    targets = np.zeros((B, V, 2))
+    weights = np.zeros((B, V))
+    for b in range(B):
+        if views[b] is None or gbufs[b] is None or fields[b] is None:
+            continue
+        proj = project(views[b], vertices[b])
+        targets[b], weights[b] = vertex_targets(gbufs[b], faces, fields[b], proj, method)
+    # persons without a view keep weight 0 and an identity affine
+    affines = torch.as_tensor(affines).detach().cpu().double()
+    ok = torch.tensor([v is not None for v in views])[:, None, None]
+    safe = torch.where(ok, affines, torch.eye(2, 3, dtype=affines.dtype))
+    full = transform_points(torch.from_numpy(targets), invert_affine(safe))
+    return Targets(vertices2d=full, vertex_weights=torch.from_numpy(weights))
 
 
 class DenseRefiner(FitRefiner):
@@ -191,19 +215,7 @@ class DenseRefiner(FitRefiner):
                     epe[b] = endpoint_error(pred[b:b + 1].float(), torch.from_numpy(
                         f.transpose(2, 0, 1)[None]).float(), mask)[0]
             self.last_epe = epe
-        V = verts.shape[1]
-        targets = np.zeros((B, V, 2))
-        weights = np.zeros((B, V))
-        for b in range(B):
-            if gbufs[b] is None or fields[b] is None:
-                continue
-            proj = project(views[b], verts[b])
-            targets[b], weights[b] = vertex_targets(gbufs[b], faces, fields[b], proj, self.method)
-        # full-image targets (persons without a view keep weight 0 and an identity affine)
-        ok = torch.tensor([v is not None for v in views])[:, None, None]
-        safe = torch.where(ok, affines, torch.eye(2, 3, dtype=affines.dtype))
-        full = transform_points(torch.from_numpy(targets), invert_affine(safe))
-        return Targets(vertices2d=full.to(like), vertex_weights=torch.from_numpy(weights).to(like))
+        return field_targets(views, gbufs, fields, verts, faces, affines, self.method).to(like)
 
     def __call__(self, batch, estimate, camera, body):
         self.last_epe = None

@@ -44,7 +44,8 @@ from .displacement import (
 )
 
 __all__ = ["INIT_MIX", "TEXTURE_MIX", "SampleConfig", "load_samples", "make_samples",
-           "model_estimates", "render_channels", "train_displacement"]
+           "model_estimates", "predict_fields", "render_channels",
+           "train_displacement"]
 
 log = logging.getLogger(__name__)
 
@@ -295,16 +296,25 @@ def batch_tensors(samples: dict[str, np.ndarray], idx, renders: tuple[str, ...]
 
 
 @torch.no_grad()
-def evaluate_epe(net: DisplacementNet, samples: dict[str, np.ndarray], batch_size: int = 32
-                 ) -> np.ndarray:
-    """(N,) end-point error (crop pixels, eq. 3) of the network on samples."""
+def predict_fields(net: DisplacementNet, samples: dict[str, np.ndarray], batch_size: int = 32
+                   ) -> Tensor:
+    """(N, 2, S, S) the network's field (its last stack's output, crop pixels) on the samples'
+    stored crops and renders."""
     net.eval()
     out = []
     for start in range(0, len(samples["mask"]), batch_size):
         idx = np.arange(start, min(start + batch_size, len(samples["mask"])))
-        image, rend, target, mask = batch_tensors(samples, idx, net.config.renders)
-        out.append(endpoint_error(net(image, rend)[-1], target, mask).numpy())
-    return np.concatenate(out)
+        image, rend, _, _ = batch_tensors(samples, idx, net.config.renders)
+        out.append(net(image, rend)[-1])
+    return torch.cat(out)
+
+
+def evaluate_epe(net: DisplacementNet, samples: dict[str, np.ndarray], batch_size: int = 32
+                 ) -> np.ndarray:
+    """(N,) end-point error (crop pixels, eq. 3) of the network on samples."""
+    target = torch.from_numpy(samples["displacement"].astype(np.float32))
+    mask = torch.from_numpy(samples["mask"].astype(np.float32))
+    return endpoint_error(predict_fields(net, samples, batch_size), target, mask).numpy()
 
 
 def train_displacement(train: dict[str, np.ndarray], val: dict[str, np.ndarray] | None,
