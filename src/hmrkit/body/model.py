@@ -198,9 +198,18 @@ def _levels(parents: tuple[int, ...]) -> tuple[tuple[tuple[int, ...], tuple[int,
 
 
 @functools.lru_cache(maxsize=16)
-def _level_index(parents: tuple[int, ...], device: torch.device) -> tuple[tuple[Tensor, ...], ...]:
-    return tuple((torch.tensor(j, device=device), torch.tensor(p, device=device))
-                 for j, p in _levels(parents))
+def _level_index(parents: tuple[int, ...], device: torch.device
+                 ) -> tuple[tuple[tuple[Tensor, Tensor], ...], Tensor]:
+    """Per tree depth: its joints and, for each, where its parent sits in the previous depth;
+    and the permutation from depth order (root, depth 1, depth 2, ...) back to joint order."""
+    steps, previous, order = [], [0], [0]
+    for joints, pars in _levels(parents):
+        steps.append((torch.tensor(joints, device=device),
+                      torch.tensor([previous.index(p) for p in pars], device=device)))
+        previous = list(joints)
+        order += joints
+    back = torch.tensor([order.index(k) for k in range(len(parents))], device=device)
+    return tuple(steps), back
 
 
 def forward_kinematics(
@@ -212,16 +221,18 @@ def forward_kinematics(
     skinning transform of joint k maps a rest point ``x`` to ``G_k (x - j_k)``, i.e.
     ``R_k^world x + (p_k - R_k^world j_k)`` where ``p_k`` is the posed joint.  The chain
     ``T_k = T_parent(k) [R_k | j_k - j_parent(k)]`` is walked one tree depth at a time (all
-    joints of a depth in one batched product of 4x4 transforms: SMPL's 23 joints in 8 steps),
-    which keeps fitting loops short.
+    joints of a depth in one batched product of 4x4 transforms, their parents gathered from the
+    depth above: SMPL's 23 joints in 8 steps), which keeps fitting loops short.
     """
     par = [0, *parents[1:]]
     offsets = torch.cat([rest_joints[:, :1], rest_joints[:, 1:] - rest_joints[:, par[1:]]], 1)
     bottom = rotations.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(*rotations.shape[:2], 1, 4)
     local = torch.cat([torch.cat([rotations, offsets[..., None]], -1), bottom], -2)
-    world = local
-    for j, p in _level_index(tuple(parents), rotations.device):
-        world = world.index_copy(1, j, world[:, p] @ local[:, j])
+    steps, back = _level_index(tuple(parents), rotations.device)
+    depths = [local[:, :1]]
+    for joints, parent_slot in steps:
+        depths.append(depths[-1][:, parent_slot] @ local[:, joints])
+    world = torch.cat(depths, 1)[:, back]
     R, posed = world[..., :3, :3], world[..., :3, 3]
     t = posed - (R @ rest_joints[..., None])[..., 0]
     return posed, torch.cat([R, t[..., None]], dim=-1)

@@ -371,21 +371,28 @@ class Fitter:
                 optimizer.step()
                 iterations += 1
                 with torch.no_grad():
-                    ok = finite & active
-                    for k in params:
-                        last_good[k] = torch.where(rows(ok, current[k]), current[k], last_good[k])
-                    for b in torch.nonzero(active & ~finite)[:, 0].tolist():
-                        status[b] = (f"stopped: non-finite loss at iteration {iterations}; "
-                                     "kept the last finite parameters")
-                    active = active & finite
-                    for p in params.values():
-                        bad = active & ~torch.isfinite(p).flatten(1).all(1)
-                        for b in torch.nonzero(bad)[:, 0].tolist():
+                    params_ok = torch.isfinite(torch.cat(
+                        [p.flatten(1) for p in params.values()], 1)).all(1)
+                    if bool((finite & params_ok)[active].all()):
+                        # the usual case: the loss was finite at `current` for every active
+                        # person (inactive ones were held at `last_good`, so equal it there)
+                        last_good = current
+                    else:
+                        ok = finite & active
+                        for k in params:
+                            last_good[k] = torch.where(rows(ok, current[k]), current[k],
+                                                       last_good[k])
+                        for b in torch.nonzero(active & ~finite)[:, 0].tolist():
+                            status[b] = (f"stopped: non-finite loss at iteration {iterations}; "
+                                         "kept the last finite parameters")
+                        active = active & finite
+                        for b in torch.nonzero(active & ~params_ok)[:, 0].tolist():
                             status[b] = (f"stopped: non-finite parameters at iteration "
                                          f"{iterations}; kept the last finite ones")
-                        active = active & ~bad
-                    for k, p in params.items():
-                        p.copy_(torch.where(rows(active, p), p, last_good[k]))
+                        active = active & params_ok
+                    if not bool(active.all()):  # hold the stopped and unchanged persons
+                        for k, p in params.items():
+                            p.copy_(torch.where(rows(active, p), p, last_good[k]))
                     value = torch.where(active, loss.detach(), 0.0)
                     history.append(float(value.sum()))
                     if previous is not None and active.any():
