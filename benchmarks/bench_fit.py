@@ -8,7 +8,8 @@ backward of each term alone, and the Adam step), as the median of ``--repeats`` 
 wall-clock and process CPU time (on a shared machine the CPU time is the steadier figure; the
 load average is printed before and after). ``--dense`` times a dense fit (all 1,229 vertices)
 instead of the keypoint fit; ``--compile`` adds ``FitConfig(compile=True)`` (its first fit, the
-compilation, and then the same fit), with its ratio to the eager fit of the same run.
+compilation, and then the same fit), with its ratio to the eager fit of the same run; ``--ops``
+counts the aten operations of one iteration (the fit is overhead-bound: see docs/fit.md).
 """
 
 from __future__ import annotations
@@ -119,6 +120,20 @@ def parts(fitter: Fitter, pose, betas, transl, cam, targets, dense: bool) -> dic
             "Adam step": opt.step}
 
 
+def operations_per_iteration(body, pose, betas, transl, cam, targets) -> float:
+    """Aten operations of one fit iteration: the profiled count of a 30-iteration fit minus
+    that of a 10-iteration one, over 20 (what fit set-up and scoring cost cancels out)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    def count(iterations: int) -> int:
+        fitter = Fitter(body, FitConfig(iterations=iterations, tol=0.0))
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fitter.fit(pose, betas, transl, cam, targets)
+        return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
+
+    return (count(30) - count(10)) / 20
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 1])
@@ -126,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dense", action="store_true")
+    parser.add_argument("--ops", action="store_true",
+                        help="also count the aten operations of one iteration (torch.profiler)")
     parser.add_argument("--compile", action="store_true",
                         help="also time FitConfig(compile=True) (first fit: the compilation)")
     args = parser.parse_args(argv)
@@ -141,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         fitter.fit(pose, betas, transl, cam, targets)  # warm-up
         wall, cpu = timed(lambda: fitter.fit(pose, betas, transl, cam, targets), args.repeats)  # noqa: B023
         print(f"| {B} | fit, {args.iterations} iterations | {wall * 1e3:.0f} | {cpu * 1e3:.0f} |")
+        if args.ops:
+            print(f"| {B} | aten operations per iteration (forward, backward, step) | "
+                  f"{operations_per_iteration(body, pose, betas, transl, cam, targets):.0f} | |")
         if args.compile:
             compiled = Fitter(body, FitConfig(iterations=args.iterations, tol=0.0, compile=True))
             first, first_cpu = timed(lambda: compiled.fit(pose, betas, transl, cam, targets), 1)  # noqa: B023

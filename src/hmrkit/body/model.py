@@ -265,8 +265,8 @@ def skin(
         rest_vertices = rest_vertices + torch.einsum("bp,pvd->bvd", pose_feature, posedirs)
     joints, transforms = forward_kinematics(rotations, rest_joints, parents)
     # blended transforms laid out vertex-last, (B, 3, 4, V): one matrix product, then
-    # elementwise work along the long vertex axis (2x faster forward and backward at 200
-    # vertices, 4-5x at 14,000, than a batch of V small 3x4 products)
+    # elementwise work along the long vertex axis (faster, forward and backward, than a
+    # batch of V small 3x4 products: docs/fit.md, "Fitter speed")
     J, V = lbs_weights.shape[1], lbs_weights.shape[0]
     blended = transforms.reshape(B, J, 12).transpose(1, 2).reshape(B * 12, J) @ lbs_weights.T
     blended = blended.view(B, 3, 4, V)
@@ -407,6 +407,6 @@ class BodyModel(nn.Module):
         reg = getattr(self, f"_kp_{name}")
         J = self.num_joints
         # einsum contracts as one matrix product; ``reg @ x`` would broadcast the regressor
-        # into a batched product (3x slower forward and backward at batch 32)
+        # into a batched product (slower forward and backward)
         return (torch.einsum("kj,bjd->bkd", reg[:, :J], output.joints)
                 + torch.einsum("kv,bvd->bkd", reg[:, J:], output.vertices))
