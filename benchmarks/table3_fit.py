@@ -32,6 +32,7 @@ over all persons, then one per kind of initial estimate) and prints the markdown
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -46,7 +47,7 @@ import torch
 from hmrkit.body import load_body_model
 from hmrkit.body.estimate import BodyEstimate
 from hmrkit.body.labels import LabelBodies
-from hmrkit.fit import Fitter, PosePrior
+from hmrkit.fit import FitConfig, Fitter, PosePrior
 from hmrkit.fit.dense import CropView, crop_view, project, render_inputs
 from hmrkit.geometry.cameras import Camera
 from hmrkit.io import atomic_write_text
@@ -54,6 +55,7 @@ from hmrkit.metrics.scoring import score
 from hmrkit.models.dense_refiner import DENSE_CONFIG, field_targets
 from hmrkit.models.displacement import endpoint_error, load_displacement_net
 from hmrkit.models.displacement_data import load_samples, network_crops, predict_fields
+from hmrkit.models.registry import parse_options
 from hmrkit.render.gbuffer import GBuffer
 from hmrkit.render.maps import accumulate_to_vertices, unique_vertex_colors
 
@@ -240,15 +242,16 @@ def vertex_epe(field: np.ndarray, reference: np.ndarray, initial: Initial, faces
 
 
 def run(tests: dict[str, dict[str, np.ndarray]], nets: dict, data=None, batch_size: int = 32,
-        progress: bool = True) -> tuple[dict, dict]:
+        progress: bool = True, config: FitConfig = DENSE_CONFIG) -> tuple[dict, dict]:
     """Per-person metrics ``{test: {column: {metric: (N,)}}}`` (columns: the initial estimate,
-    the zero field, the networks, the true field) and run facts (mask check, fits run)."""
+    the zero field, the networks, the true field) and run facts (mask check, fits run); fits
+    with ``config`` (default: the dense refiner's)."""
     first = next(iter(tests.values()))
     people = load_people(first, data)
     initial = initial_geometry(first, people)
     facts = {"mask_mismatch_pixels": {}, "fits": 0, "fit_seconds": 0.0}
     body = load_body_model(BODY)
-    fitter = Fitter(body, DENSE_CONFIG, PosePrior.for_body(body))
+    fitter = Fitter(body, config, PosePrior.for_body(body))
     before = initial_metrics(initial, people, body, batch_size)
     before["epe"] = before["vertex_epe"] = np.full(len(initial.rotmat), np.nan)
     faces = body.faces.numpy()
@@ -340,20 +343,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fit-arg", action="append", metavar="KEY=VALUE",
+                        help="a FitConfig field changed from the dense refiner's fit "
+                        "(repeatable), e.g. pose_prior_weight=1.0")
     args = parser.parse_args(argv)
+    changes = parse_options(args.fit_arg, "--fit-arg")
+    try:
+        config = dataclasses.replace(DENSE_CONFIG, **changes)
+    except (TypeError, ValueError) as err:
+        raise SystemExit(f"--fit-arg: {err}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     net_paths, test_paths = _pairs(args.nets, "nets"), _pairs(args.tests, "tests")
     nets = {k: load_displacement_net(p) for k, p in net_paths.items()}
     tests = {k: load_samples(p) for k, p in test_paths.items()}
-    per, facts = run(tests, nets, args.data, args.batch_size)
+    per, facts = run(tests, nets, args.data, args.batch_size, config=config)
     first = next(iter(tests.values()))
     table = tables(per, first["init"], first["init_kinds"])
     facts["seconds"] = round(time.perf_counter() - start, 1)
     facts["fit_seconds"] = round(facts["fit_seconds"], 1)
     record = {"nets": net_paths, "tests": test_paths, "data": args.data,
-              "protocol": PROTOCOL, "fit": "DENSE_CONFIG", "batch_size": args.batch_size,
+              "protocol": PROTOCOL, "fit": {"base": "DENSE_CONFIG", **changes},
+              "batch_size": args.batch_size,
               "facts": facts, "table": table}
     per_person = {t: {c: {m: np.round(v[m], d).tolist() for m, d in PER_PERSON.items()}
                       for c, v in cols.items()} for t, cols in per.items()}

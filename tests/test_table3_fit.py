@@ -70,3 +70,25 @@ def test_script_end_to_end(samples, tmp_path, one_thread):
     assert row["true field"]["pve"] < row["initial estimate"]["pve"]
     md = (tmp_path / "out" / "table3_fit.md").read_text()
     assert md.startswith("**all** (3 persons") and "| none | true field | 0.00 |" in md
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_fit_args_change_the_fit(samples, tmp_path, one_thread):
+    """``--fit-arg iterations=0``: no fit runs, so every field leaves the estimate as it was;
+    a field FitConfig does not have is a one-line error."""
+    from hmrkit.models.displacement import INPUTS, DisplacementNet, NetConfig, save_displacement_net
+    from hmrkit.models.displacement_data import save_samples
+
+    save_samples(tmp_path / "none.npz", samples)
+    net = DisplacementNet(NetConfig(renders=INPUTS["no_texture"], width=4, blocks=1, channels=8,
+                                    stacks=1, depth=1, resolution=32))
+    save_displacement_net(net, tmp_path / "net.pt")
+    common = ["--nets", f"untrained={tmp_path / 'net.pt'}", "--tests",
+              f"none={tmp_path / 'none.npz'}", "--out", str(tmp_path / "out")]
+    assert t3fit.main(common + ["--fit-arg", "iterations=0"]) == 0
+    record = json.loads((tmp_path / "out" / "table3_fit.json").read_text())
+    assert record["fit"] == {"base": "DENSE_CONFIG", "iterations": 0}
+    row = record["table"]["all"]["none"]
+    assert row["true field"]["pve"] == pytest.approx(row["initial estimate"]["pve"], abs=1e-3)
+    with pytest.raises(SystemExit, match="--fit-arg"):
+        t3fit.main(common + ["--fit-arg", "no_such_field=1"])
