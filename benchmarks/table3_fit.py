@@ -54,7 +54,12 @@ from hmrkit.io import atomic_write_text
 from hmrkit.metrics.scoring import score
 from hmrkit.models.dense_refiner import DENSE_CONFIG, field_targets
 from hmrkit.models.displacement import endpoint_error, load_displacement_net
-from hmrkit.models.displacement_data import load_samples, network_crops, predict_fields
+from hmrkit.models.displacement_data import (
+    field_labels,
+    load_samples,
+    network_crops,
+    predict_fields,
+)
 from hmrkit.models.registry import parse_options
 from hmrkit.render.gbuffer import GBuffer
 from hmrkit.render.maps import accumulate_to_vertices, unique_vertex_colors
@@ -217,8 +222,7 @@ def fields_of(samples: dict[str, np.ndarray], nets: dict
               ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Column -> (field ``(N, 2, R, R)`` float32, EPE ``(N,)``): the zero field, each
     network's, the true field."""
-    target = torch.from_numpy(samples["displacement"].astype(np.float32))
-    mask = torch.from_numpy(samples["mask"].astype(np.float32))
+    target, mask = field_labels(samples)
     out = {ZERO: (np.zeros(target.shape, np.float32), zero_field_epe(samples))}
     for name, net in nets.items():
         pred = predict_fields(net, samples)

@@ -23,15 +23,14 @@ import torch
 
 from hmrkit.io import atomic_write_text
 from hmrkit.models.displacement import endpoint_error, load_displacement_net
-from hmrkit.models.displacement_data import evaluate_epe, load_samples
+from hmrkit.models.displacement_data import evaluate_epe, field_labels, load_samples
 
 ZERO = "zero field"
 
 
 def zero_field_epe(samples: dict[str, np.ndarray]) -> np.ndarray:
     """(N,) EPE of predicting no displacement (eq. 3 with a zero prediction)."""
-    target = torch.from_numpy(samples["displacement"].astype(np.float32))
-    mask = torch.from_numpy(samples["mask"].astype(np.float32))
+    target, mask = field_labels(samples)
     return endpoint_error(torch.zeros_like(target), target, mask).numpy()
 
 

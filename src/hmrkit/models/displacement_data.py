@@ -44,7 +44,7 @@ from .displacement import (
 )
 
 __all__ = ["INIT_MIX", "TEXTURE_MIX", "SampleConfig", "load_samples", "make_samples",
-           "model_estimates", "predict_fields", "render_channels",
+           "field_labels", "model_estimates", "predict_fields", "render_channels",
            "train_displacement"]
 
 log = logging.getLogger(__name__)
@@ -290,9 +290,15 @@ def batch_tensors(samples: dict[str, np.ndarray], idx, renders: tuple[str, ...]
     for k in ("depth", "normals", "vertex_colors"):
         maps[k] = samples[k][idx].astype(np.float32)
     rend = torch.from_numpy(np.concatenate([maps[r] for r in renders], 1))
+    return (image, rend, *field_labels(samples, idx))
+
+
+def field_labels(samples: dict[str, np.ndarray], idx=slice(None)) -> tuple[Tensor, Tensor]:
+    """``target (B, 2, S, S)`` (the true field, crop pixels) and ``mask (B, 1, S, S)`` float32
+    tensors of samples ``idx`` (default: all)."""
     target = torch.from_numpy(samples["displacement"][idx].astype(np.float32))
     mask = torch.from_numpy(samples["mask"][idx].astype(np.float32))
-    return image, rend, target, mask
+    return target, mask
 
 
 @torch.no_grad()
@@ -312,9 +318,8 @@ def predict_fields(net: DisplacementNet, samples: dict[str, np.ndarray], batch_s
 def evaluate_epe(net: DisplacementNet, samples: dict[str, np.ndarray], batch_size: int = 32
                  ) -> np.ndarray:
     """(N,) end-point error (crop pixels, eq. 3) of the network on samples."""
-    target = torch.from_numpy(samples["displacement"].astype(np.float32))
-    mask = torch.from_numpy(samples["mask"].astype(np.float32))
-    return endpoint_error(predict_fields(net, samples, batch_size), target, mask).numpy()
+    return endpoint_error(predict_fields(net, samples, batch_size),
+                          *field_labels(samples)).numpy()
 
 
 def train_displacement(train: dict[str, np.ndarray], val: dict[str, np.ndarray] | None,
