@@ -198,6 +198,18 @@ def test_prior_takes_smpl_poses_through_the_rest_offsets(prior):
                                prior.limit_violation(torch.from_numpy(a_pose)), atol=1e-8, rtol=0)
 
 
+def test_prior_file_with_root_limits_is_refused_naming_the_file(tmp_path):
+    """The limits are indexed by body joint (1-23): a file that limits the root is an error."""
+    from hmrkit.io import load_npz_with_header, save_npz_with_header
+
+    arrays, header = load_npz_with_header(POSE_PRIOR_FILE, "pose prior")
+    arrays["box_joints"] = np.concatenate([[0], arrays["box_joints"]])
+    bad = tmp_path / "root_limits.npz"
+    save_npz_with_header(bad, arrays, header)
+    with pytest.raises(ValueError, match=r"root_limits\.npz: joint limits on the root"):
+        PosePrior.load(bad)
+
+
 def test_shipped_prior_file_holds_the_synthetic_limits_and_says_how_it_was_made():
     from hmrkit.data.synthetic import poses as P
     from hmrkit.io import load_npz_with_header

@@ -285,4 +285,7 @@ def _read(path: str) -> tuple[dict[str, np.ndarray], dict]:
     missing = [k for k in _ARRAYS if k not in arrays]
     if missing:
         raise ValueError(f"{path}: missing arrays {missing}")
+    if (np.asarray(arrays["box_joints"]) == 0).any() or (
+            np.asarray(arrays["shoulder_joints"]) == 0).any():
+        raise ValueError(f"{path}: joint limits on the root (joint 0); only joints 1-23 have them")
     return arrays, header
